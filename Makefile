@@ -1,0 +1,54 @@
+# airq: `make run` runs the pipeline, `make test` runs the tests. Both set everything up from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+N ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit worker broker stop lint bench clean distclean check-python
+
+run: $(INSTALLED)
+	@$(BIN)/python -m airq_app.launcher run
+
+test: $(INSTALLED)
+	@$(BIN)/python -m airq_app.local_kafka fetch >/dev/null
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(INSTALLED)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+# An extra worker on this machine: make worker N=2 (web port 6065+N, its own data directory).
+worker: $(INSTALLED)
+	AIRQ_WEB_PORT=$$((6065 + $(N))) AIRQ_DATA_DIR=data/worker-$(N) $(BIN)/faust -A airq_app worker -l info
+
+broker: $(INSTALLED)
+	@$(BIN)/python -m airq_app.local_kafka start
+
+stop:
+	@test -x $(BIN)/python && $(BIN)/python -m airq_app.local_kafka stop || true
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check airq_app tests bench
+	$(BIN)/ruff format --check airq_app tests bench
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+		{ echo "airq needs Python 3.11 or newer (found: $$($(PYTHON) --version 2>&1)); set PYTHON=/path/to/python3.11"; exit 1; }
+	@command -v java >/dev/null || { echo "Java not found: install a JDK 17+ (apt install openjdk-17-jdk)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven not found: install it (apt install maven)"; exit 1; }
+
+$(INSTALLED): setup.cfg constraints.txt | check-python
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+clean:
+	rm -rf output data .pytest_cache tests/artifacts
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: stop clean
+	rm -rf $(VENV) .kafka kafka/libs *.egg-info

@@ -1,0 +1,68 @@
+"""The one Faust app. Settings come from `pipeline.json` and the environment (see `airq_app.settings`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import faust
+
+from airq_app.settings import ConfigError, Settings, load_settings
+from airq_app.startup import wait_for_broker
+
+try:
+    settings: Settings = load_settings()
+except ConfigError as exc:
+    # One clear line and a non-zero exit, not a traceback: the user has a file to fix.
+    print(f"airq: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+log = logging.getLogger("airq")
+
+# The canonical URL is what other workers use to forward table lookups here (@app.table_route).
+web_host = os.environ.get("AIRQ_WEB_HOST") or (
+    "127.0.0.1" if settings.web_bind in ("127.0.0.1", "localhost") else os.uname().nodename
+)
+
+
+class AirqApp(faust.App):
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        bootstrap = [f"{u.host}:{u.port or 9092}" for u in self.conf.broker]
+        await wait_for_broker(bootstrap, settings.web_bind, settings.web_port)
+
+
+app = AirqApp(
+    settings.app_id,
+    version=1,
+    origin="airq_app",
+    autodiscover=False,
+    broker=settings.broker,
+    store="rocksdb://",
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.partitions,
+    topic_allow_declare=True,
+    table_standby_replicas=settings.standby_replicas,
+    consumer_auto_offset_reset="earliest",
+    # Offsets are committed only for events whose output is durable (see airq_app.agents), so a
+    # rebalance must not wait for every in-flight event: the revoke handler finishes the files instead.
+    stream_wait_empty=False,
+    broker_commit_interval=1.0,
+    broker_max_poll_records=2000,
+    stream_buffer_maxsize=16384,
+    web_port=settings.web_port,
+    web_bind=settings.web_bind,
+    web_host=web_host,
+    web_transport="tcp://",
+    web_in_thread=False,
+    logging_config=None,
+)
+
+# Modules that declare topics, tables, agents and views on `app` (imported for their side effects).
+from airq_app import topics, views  # noqa: E402,F401
+
+if settings.processes:
+    from airq_app import agents  # noqa: E402,F401
+if settings.polls:
+    from airq_app import poller  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""The leader-only OpenAQ poller (placeholder)."""

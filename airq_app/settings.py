@@ -1,0 +1,257 @@
+"""Settings: `pipeline.json` (checked against `pipeline.schema.json`), overridden by the environment.
+
+`.env` is read too but never overrides a real variable. A bad file or variable raises `ConfigError` with one
+message naming the field and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
+ROLES = ("all", "ingest", "process")
+SIMULATOR_KEY = "airq-simulator"  # the simulator accepts any key; this one marks simulator mode
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "app": {"id": "airq", "partitions": 8, "standby_replicas": 1, "web_bind": "127.0.0.1"},
+    "openaq": {
+        "base_url": "https://api.openaq.org",
+        "poll_interval_s": 60,
+        "requests_per_minute": 60,
+        "requests_per_hour": 2000,
+        "timeout_s": 15,
+        "max_retries": 5,
+        "locations_refresh_hours": 6,
+        "lookback_hours": 24,
+        "page_limit": 1000,
+    },
+    "simulator": {"port": 8765, "locations": 200, "seed": 1},
+    "selection": {
+        "parameters": ["pm25", "pm10", "o3", "no2", "so2", "co"],
+        "countries": [],
+        "bbox": None,
+        "location_ids": [],
+    },
+    "filters": {},
+    "dedup": {"retention_hours": 72},
+    "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 30, "flush_interval_s": 1.0},
+}
+
+
+class ConfigError(ValueError):
+    """The pipeline file or an environment variable is invalid."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str
+    partitions: int
+    standby_replicas: int
+    web_bind: str
+    web_port: int
+    role: str
+    broker: str
+    data_dir: Path
+    output_dir: Path
+    pipeline_path: Path
+    base_url: str
+    api_key: str = field(repr=False)  # never printed: repr, logs and status leave it out
+    using_simulator: bool
+    poll_interval_s: float
+    requests_per_minute: int
+    requests_per_hour: int
+    timeout_s: float
+    max_retries: int
+    locations_refresh_hours: float
+    lookback_hours: int
+    page_limit: int
+    simulator_port: int
+    simulator_locations: int
+    simulator_seed: int
+    parameters: tuple[str, ...]
+    countries: tuple[str, ...]
+    bbox: tuple[float, float, float, float] | None
+    location_ids: tuple[int, ...]
+    filters: dict[str, Any]
+    dedup_retention_hours: float
+    rotate_max_bytes: int
+    rotate_max_age_s: float
+    flush_interval_s: float
+    topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
+
+    @property
+    def polls(self) -> bool:
+        return self.role in ("all", "ingest")
+
+    @property
+    def processes(self) -> bool:
+        return self.role in ("all", "process")
+
+    def public(self) -> dict[str, Any]:
+        """What status pages may show: everything but the key."""
+        return {
+            "app_id": self.app_id,
+            "role": self.role,
+            "broker": self.broker,
+            "partitions": self.partitions,
+            "web_port": self.web_port,
+            "data_dir": str(self.data_dir),
+            "output_dir": str(self.output_dir),
+            "openaq_base_url": self.base_url,
+            "using_simulator": self.using_simulator,
+            "api_key_set": not self.using_simulator,
+            "poll_interval_s": self.poll_interval_s,
+            "parameters": list(self.parameters),
+        }
+
+
+def _field_path(error: ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        parts.append(extra[0] if extra else "?")
+        return ".".join(parts)
+    if error.validator == "required":
+        return ".".join(parts)
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: ValidationError) -> str:
+    where = _field_path(error)
+    if error.validator == "additionalProperties":
+        return f"{where}: unknown key"
+    if error.validator == "oneOf":
+        expected = "null or [minLon, minLat, maxLon, maxLat]"
+        return f"{where}: {json.dumps(error.instance)} is not a valid value (expected {expected})"
+    return f"{where}: {error.message}"
+
+
+def load_pipeline(path: Path) -> dict[str, Any]:
+    """Read and validate a pipeline file; return it merged over the defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"pipeline file {path} not found (set AIRQ_PIPELINE or create it)") from exc
+    except OSError as exc:
+        raise ConfigError(f"pipeline file {path} cannot be read: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    error = best_match(Draft202012Validator(schema).iter_errors(data))
+    if error is not None:
+        raise ConfigError(f"{path}: {_describe(error)}")
+    merged = {section: dict(values) for section, values in DEFAULTS.items()}
+    for section, values in data.items():
+        if isinstance(values, dict):
+            merged[section].update(values)
+    return merged
+
+
+def _env_int(env: dict[str, str], name: str, low: int, high: int) -> int | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is out of range ({low}..{high})")
+    return value
+
+
+def _env_float(env: dict[str, str], name: str, low: float) -> float | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from exc
+    if not value >= low:
+        raise ConfigError(f"{name}: {value} must be at least {low}")
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
+    """Build the settings from pipeline.json and the environment (and `.env`, which never overrides)."""
+    if env is None:
+        if dotenv:
+            load_dotenv(Path.cwd() / ".env", override=False)
+        env = dict(os.environ)
+    pipeline_path = Path(env.get("AIRQ_PIPELINE") or "pipeline.json")
+    p = load_pipeline(pipeline_path)
+
+    web_port = _env_int(env, "AIRQ_WEB_PORT", 1, 65535) or 6066
+    role = env.get("AIRQ_ROLE") or "all"
+    if role not in ROLES:
+        raise ConfigError(f"AIRQ_ROLE: {role!r} is not one of {', '.join(ROLES)}")
+    broker = env.get("AIRQ_BROKER") or "kafka://127.0.0.1:9092"
+    if "://" not in broker:
+        broker = f"kafka://{broker}"
+    poll_interval = _env_float(env, "AIRQ_POLL_INTERVAL", 1.0) or float(p["openaq"]["poll_interval_s"])
+
+    api_key = env.get("OPENAQ_API_KEY") or ""
+    using_simulator = not api_key
+    if using_simulator:
+        base_url = env.get("OPENAQ_BASE_URL") or f"http://127.0.0.1:{p['simulator']['port']}"
+        api_key = SIMULATOR_KEY
+    else:
+        base_url = env.get("OPENAQ_BASE_URL") or p["openaq"]["base_url"]
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"OPENAQ_BASE_URL: {base_url!r} is not an http(s) URL")
+
+    bbox = p["selection"]["bbox"]
+    if bbox is not None and not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+        raise ConfigError(
+            f"{pipeline_path}: selection.bbox: expected [minLon, minLat, maxLon, maxLat], got {bbox}"
+        )
+    if p["openaq"]["requests_per_minute"] > p["openaq"]["requests_per_hour"]:
+        raise ConfigError(f"{pipeline_path}: openaq.requests_per_minute: larger than requests_per_hour")
+
+    return Settings(
+        app_id=p["app"]["id"],
+        partitions=int(p["app"]["partitions"]),
+        standby_replicas=int(p["app"]["standby_replicas"]),
+        web_bind=env.get("AIRQ_WEB_BIND") or p["app"]["web_bind"],
+        web_port=web_port,
+        role=role,
+        broker=broker,
+        data_dir=Path(env.get("AIRQ_DATA_DIR") or f"data/worker-{web_port}"),
+        output_dir=Path(env.get("AIRQ_OUTPUT_DIR") or "output"),
+        pipeline_path=pipeline_path,
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        using_simulator=using_simulator,
+        poll_interval_s=poll_interval,
+        requests_per_minute=int(p["openaq"]["requests_per_minute"]),
+        requests_per_hour=int(p["openaq"]["requests_per_hour"]),
+        timeout_s=float(p["openaq"]["timeout_s"]),
+        max_retries=int(p["openaq"]["max_retries"]),
+        locations_refresh_hours=float(p["openaq"]["locations_refresh_hours"]),
+        lookback_hours=int(p["openaq"]["lookback_hours"]),
+        page_limit=int(p["openaq"]["page_limit"]),
+        simulator_port=int(p["simulator"]["port"]),
+        simulator_locations=int(p["simulator"]["locations"]),
+        simulator_seed=int(p["simulator"]["seed"]),
+        parameters=tuple(p["selection"]["parameters"]),
+        countries=tuple(p["selection"]["countries"]),
+        bbox=tuple(bbox) if bbox is not None else None,
+        location_ids=tuple(p["selection"]["location_ids"]),
+        filters=dict(p["filters"]),
+        dedup_retention_hours=float(p["dedup"]["retention_hours"]),
+        rotate_max_bytes=int(p["output"]["rotate_max_bytes"]),
+        rotate_max_age_s=float(p["output"]["rotate_max_age_s"]),
+        flush_interval_s=float(p["output"]["flush_interval_s"]),
+        topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
+    )

@@ -1,0 +1,77 @@
+"""Start-up guard: wait for the Kafka broker instead of crashing, answering health/readiness meanwhile.
+
+Faust stops the worker when the first bootstrap fails; a worker started before its broker (or during a
+broker restart) should instead say what it waits for and keep retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from aiokafka import AIOKafkaClient
+
+log = logging.getLogger("airq.startup")
+
+
+async def broker_reachable(bootstrap: list[str], timeout: float = 5.0) -> str | None:
+    """None when a broker answers a metadata request, else the reason it does not."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return None
+    except Exception as exc:  # any failure is a reason to wait, not to crash
+        return str(exc) or type(exc).__name__
+    finally:
+        await client.close()
+
+
+async def _waiting_server(bind: str, port: int, reason: list[str]) -> web.AppRunner | None:
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "waiting_for": "kafka broker"})
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"ready": False, "problems": [f"broker unreachable: {reason[0]}"]}, status=503
+        )
+
+    app = web.Application()
+    app.router.add_get("/airq/health", health)
+    app.router.add_get("/airq/ready", ready)
+    app.router.add_get("/airq/status", ready)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, bind, port).start()
+    except OSError as exc:
+        log.error("airq: cannot listen on %s:%s: %s", bind, port, exc)
+        await runner.cleanup()
+        return None
+    return runner
+
+
+async def wait_for_broker(bootstrap: list[str], bind: str, port: int, max_delay: float = 30.0) -> None:
+    """Return once the broker answers; until then log why, retry with backoff and serve 503 on /airq/ready."""
+    reason = await broker_reachable(bootstrap)
+    if reason is None:
+        return
+    holder = [reason]
+    runner = await _waiting_server(bind, port, holder)
+    delay = 1.0
+    try:
+        while reason is not None:
+            log.error(
+                "airq: Kafka broker %s unreachable (%s); retrying in %.0f s",
+                ",".join(bootstrap),
+                reason,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+            reason = await broker_reachable(bootstrap)
+            holder[0] = reason or ""
+        log.info("airq: Kafka broker %s reached", ",".join(bootstrap))
+    finally:
+        if runner is not None:
+            await runner.cleanup()

@@ -1,0 +1,62 @@
+"""This worker's counters and health facts, shared by agents, the poller, the sink and the web views."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LastPoll:
+    started_at: str | None = None
+    finished_at: str | None = None
+    outcome: str | None = None  # "ok", "partial", "failed"
+    duration_s: float | None = None
+    requests: int = 0
+    measurements: int = 0
+    errors: list[str] = field(default_factory=list)
+    rate_limit_remaining: int | None = None
+
+
+class WorkerStatus:
+    """Process-local counters; each worker reports its own."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.counters: Counter[str] = Counter()
+        self.filtered: Counter[str] = Counter()
+        self.dead_lettered: Counter[str] = Counter()
+        self.last_poll = LastPoll()
+        self.sink_blocked: str | None = None
+        self.broker_error: str | None = None
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def filter(self, reason: str) -> None:
+        self.filtered[reason] += 1
+
+    def dead_letter(self, reason: str) -> None:
+        self.dead_lettered[reason.split(":", 1)[0]] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "polled": c["polled"],
+            "produced": c["produced"],
+            "consumed": c["consumed"],
+            "written": c["written"],
+            "duplicates": c["duplicates"],
+            "replayed": c["replayed"],
+            "filtered": dict(self.filtered),
+            "filtered_total": sum(self.filtered.values()),
+            "dead_lettered": sum(self.dead_lettered.values()),
+            "dead_lettered_by_reason": dict(self.dead_lettered),
+            "flagged": c["flagged"],
+            "files_finished": c["files_finished"],
+        }
+
+
+status = WorkerStatus()

@@ -1,0 +1,80 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it against what the app expects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airq_app.settings import ROLES, load_settings
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_VARS = {
+    "OPENAQ_API_KEY",
+    "OPENAQ_BASE_URL",
+    "AIRQ_PIPELINE",
+    "AIRQ_BROKER",
+    "AIRQ_OUTPUT_DIR",
+    "AIRQ_DATA_DIR",
+    "AIRQ_WEB_PORT",
+    "AIRQ_ROLE",
+    "AIRQ_POLL_INTERVAL",
+    "AIRQ_WEB_BIND",
+    "AIRQ_WEB_HOST",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_broker_is_kraft_without_auto_create(compose: dict) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert str(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == "1"
+    listeners = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert "kafka:19092" in listeners.values()
+
+
+def test_worker_settings_are_valid_and_scalable(compose: dict) -> None:
+    worker = compose["services"]["worker"]
+    env = {k: str(v) for k, v in worker["environment"].items()}
+    assert set(env) <= CONTRACT_VARS
+    assert env["AIRQ_ROLE"] in ROLES
+    # The broker address must be the broker service's internal listener.
+    assert env["AIRQ_BROKER"] == "kafka://kafka:19092"
+    assert env["AIRQ_WEB_BIND"] == "0.0.0.0"
+    # Per-worker state stays inside each container; the output directory is shared.
+    assert not any(v.split(":")[1] == env["AIRQ_DATA_DIR"] for v in worker.get("volumes", []))
+    assert any(v.split(":")[1] == env["AIRQ_OUTPUT_DIR"] for v in worker["volumes"])
+    # `--scale worker=3` needs host ports chosen by Docker, not a fixed one, and no container_name.
+    assert "container_name" not in worker
+    for port in worker["ports"]:
+        assert re.fullmatch(r"(127\.0\.0\.1:)?:?6066", str(port)), port
+    # The values resolve to valid settings (with ${VAR:-default} taking its default).
+    resolved = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    resolved["AIRQ_PIPELINE"] = str(ROOT / "pipeline.json")
+    s = load_settings({k: v for k, v in resolved.items() if v}, dotenv=False)
+    assert s.broker == "kafka://kafka:19092" and s.web_port == 6066
+    assert s.base_url == "http://simulator:8765"
+
+
+def test_dockerfile_runs_the_worker_like_a_user() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11", text, re.M)
+    assert 'CMD ["faust", "-A", "airq_app", "worker", "-l", "info"]' in text
+    assert "constraints.txt" in text
+
+
+def test_simulator_service_uses_the_simulator_module(compose: dict) -> None:
+    sim = compose["services"]["simulator"]
+    assert sim["command"][:3] == ["python", "-m", "airq_app.simulator"]
+    port = sim["command"][sim["command"].index("--port") + 1]
+    assert compose["services"]["worker"]["environment"]["OPENAQ_BASE_URL"].endswith(f":{port}}}")

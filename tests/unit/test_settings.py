@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airq_app.settings import SIMULATOR_KEY, ConfigError, load_settings
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, data: object | str) -> dict[str, str]:
+    path = tmp_path / "pipeline.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return {"AIRQ_PIPELINE": str(path)}
+
+
+def shipped() -> dict:
+    return json.loads((ROOT / "pipeline.json").read_text())
+
+
+def test_shipped_pipeline_defaults() -> None:
+    s = load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False)
+    assert s.role == "all" and s.web_port == 6066
+    assert s.broker == "kafka://127.0.0.1:9092"
+    assert s.output_dir == Path("output")
+    assert s.data_dir == Path("data/worker-6066")
+    assert s.using_simulator and s.base_url == "http://127.0.0.1:8765"
+    assert s.parameters == ("pm25", "pm10", "o3", "no2", "so2", "co")
+    assert s.poll_interval_s == 60
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {
+        "AIRQ_PIPELINE": str(ROOT / "pipeline.json"),
+        "OPENAQ_API_KEY": "secret-key-123",
+        "AIRQ_BROKER": "10.0.0.5:9093",
+        "AIRQ_OUTPUT_DIR": str(tmp_path / "out"),
+        "AIRQ_DATA_DIR": str(tmp_path / "state"),
+        "AIRQ_WEB_PORT": "6070",
+        "AIRQ_ROLE": "ingest",
+        "AIRQ_POLL_INTERVAL": "15",
+    }
+    s = load_settings(env, dotenv=False)
+    assert s.broker == "kafka://10.0.0.5:9093"
+    assert s.base_url == "https://api.openaq.org" and not s.using_simulator
+    assert s.api_key == "secret-key-123"
+    assert (s.output_dir, s.data_dir, s.web_port, s.role) == (
+        tmp_path / "out",
+        tmp_path / "state",
+        6070,
+        "ingest",
+    )
+    assert s.poll_interval_s == 15.0
+    assert s.polls and not s.processes
+    # The key never shows up in the repr or the public view.
+    assert "secret-key-123" not in repr(s)
+    assert "secret-key-123" not in json.dumps(s.public())
+
+
+def test_base_url_override_and_simulator_key() -> None:
+    s = load_settings(
+        {"AIRQ_PIPELINE": str(ROOT / "pipeline.json"), "OPENAQ_BASE_URL": "http://localhost:9/"}, dotenv=False
+    )
+    assert s.base_url == "http://localhost:9" and s.api_key == SIMULATOR_KEY and s.using_simulator
+
+
+def test_dotenv_is_read_but_never_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("AIRQ_WEB_PORT=7001\nAIRQ_ROLE=process\n")
+    (tmp_path / "pipeline.json").write_text((ROOT / "pipeline.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    for name in ("AIRQ_WEB_PORT", "AIRQ_ROLE", "AIRQ_PIPELINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRQ_ROLE", "ingest")
+    s = load_settings()
+    assert s.web_port == 7001 and s.role == "ingest"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda p: p["openaq"].update(poll_interval_s=0),
+            "openaq.poll_interval_s: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda p: p["openaq"].update(poll_interval_s="60"),
+            "openaq.poll_interval_s: '60' is not of type 'number'",
+        ),
+        (lambda p: p["openaq"].update(pool_interval=5), "openaq.pool_interval: unknown key"),
+        (lambda p: p.update(extra={}), "extra: unknown key"),
+        (lambda p: p["app"].update(partitions=0), "app.partitions: 0 is less than the minimum of 1"),
+        (lambda p: p["selection"].update(countries=["usa"]), "selection.countries.0: 'usa' does not match"),
+        (lambda p: p["selection"].update(bbox=[1, 2, 3]), "selection.bbox"),
+        (lambda p: p["selection"].update(bbox=[10, 10, 0, 0]), "selection.bbox: expected [minLon"),
+        (
+            lambda p: p["output"].update(rotate_max_bytes=10),
+            "output.rotate_max_bytes: 10 is less than the minimum",
+        ),
+    ],
+)
+def test_bad_pipeline_names_field_and_problem(tmp_path: Path, mutate, expected: str) -> None:
+    data = shipped()
+    mutate(data)
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, data), dotenv=False)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"invalid JSON at line 3 column"):
+        load_settings(write(tmp_path, '{\n "app": {"id": "x"},\n "openaq": {,}\n}'), dotenv=False)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings({"AIRQ_PIPELINE": str(tmp_path / "nope.json")}, dotenv=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("AIRQ_WEB_PORT", "http", "AIRQ_WEB_PORT: 'http' is not an integer"),
+        ("AIRQ_WEB_PORT", "70000", "AIRQ_WEB_PORT: 70000 is out of range"),
+        ("AIRQ_ROLE", "both", "AIRQ_ROLE: 'both' is not one of all, ingest, process"),
+        ("AIRQ_POLL_INTERVAL", "0", "AIRQ_POLL_INTERVAL: 0.0 must be at least 1.0"),
+        ("OPENAQ_BASE_URL", "ftp://x", "OPENAQ_BASE_URL: 'ftp://x' is not an http(s) URL"),
+    ],
+)
+def test_bad_environment(name: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json"), name: value}, dotenv=False)
+    assert expected in str(err.value)
