@@ -1,0 +1,86 @@
+"""Parsing and validating raw messages from `air_quality_telematics` (pure; no I/O).
+
+A message the stream cannot use raises `InvalidMessage` with a short reason; the agent dead-letters it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+REQUIRED: dict[str, tuple[type, ...]] = {
+    "location_id": (int,),
+    "sensor_id": (int,),
+    "parameter": (str,),
+    "value": (int, float),
+    "unit": (str,),
+    "datetime_utc": (str,),
+}
+OPTIONAL: dict[str, tuple[type, ...]] = {
+    "parameter_id": (int,),
+    "datetime_local": (str,),
+    "location_name": (str,),
+    "country": (str,),
+    "latitude": (int, float),
+    "longitude": (int, float),
+    "timezone": (str,),
+    "provider": (str,),
+    "fetched_at": (str,),
+}
+
+
+class InvalidMessage(ValueError):
+    """The message is not a usable measurement; `str()` is the dead-letter reason."""
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 instant with `Z` or an offset; a naive time is taken as UTC."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith(("Z", "z")) else text)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def format_utc(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
+    """Decode and check one message; return the measurement with `datetime_utc` normalised to `...Z`."""
+    if raw is None or raw == b"" or raw == "":
+        raise InvalidMessage("empty_message: no value")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"not_json: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"wrong_schema: expected a JSON object, got {type(data).__name__}")
+    # Faust records may carry their own metadata; it is not part of the measurement.
+    data.pop("__faust", None)
+    for name, types in REQUIRED.items():
+        value = data.get(name)
+        if value is None:
+            raise InvalidMessage(f"wrong_schema: missing field {name}")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise InvalidMessage(f"wrong_schema: {name} has type {type(value).__name__}")
+    for name, types in OPTIONAL.items():
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise InvalidMessage(f"wrong_schema: {name} has type {type(value).__name__}")
+        data.setdefault(name, None)
+    if not math.isfinite(data["value"]):
+        raise InvalidMessage("wrong_schema: value is not a finite number")
+    data["value"] = float(data["value"])
+    for coord in ("latitude", "longitude"):
+        if data[coord] is not None:
+            data[coord] = float(data[coord])
+    if data["sensor_id"] <= 0 or data["location_id"] <= 0:
+        raise InvalidMessage("wrong_schema: ids must be positive")
+    if not data["parameter"].strip():
+        raise InvalidMessage("wrong_schema: empty parameter")
+    try:
+        data["datetime_utc"] = format_utc(parse_utc(data["datetime_utc"]))
+    except ValueError:
+        raise InvalidMessage(f"bad_datetime: {data['datetime_utc'][:40]!r}") from None
+    return data
