@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airq_app.validation import InvalidMessage, parse_measurement
+from tests.support import measurement
+
+pytestmark = pytest.mark.unit
+
+
+def raw(**changes: object) -> bytes:
+    m = measurement(1001, "2026-11-24T10:00:00Z")
+    m.update(changes)
+    return json.dumps({k: v for k, v in m.items() if v is not ...}).encode()
+
+
+def test_valid_message_is_normalised() -> None:
+    m = parse_measurement(raw(datetime_utc="2026-11-24T10:00:00+00:00", value=7, latitude=40))
+    assert m["datetime_utc"] == "2026-11-24T10:00:00Z"
+    assert m["value"] == 7.0 and isinstance(m["value"], float)
+    assert m["latitude"] == 40.0 and isinstance(m["latitude"], float)
+
+
+def test_offsets_other_than_utc_are_converted() -> None:
+    assert parse_measurement(raw(datetime_utc="2026-11-24T04:00:00-06:00"))["datetime_utc"] == "2026-11-24T10:00:00Z"
+
+
+def test_optional_fields_may_be_missing() -> None:
+    m = json.loads(raw())
+    for name in ("location_name", "country", "latitude", "longitude", "provider", "timezone", "parameter_id"):
+        m.pop(name)
+    parsed = parse_measurement(json.dumps(m).encode())
+    assert parsed["country"] is None and parsed["latitude"] is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "empty_message"),
+        (b"\x00\xff\xfe garbage", "not_json"),
+        (b'{"sensor_id": 1, "value": ', "not_json"),
+        (b"[1, 2, 3]", "wrong_schema: expected a JSON object"),
+        (raw(sensor_id=...), "wrong_schema: missing field sensor_id"),
+        (raw(sensor_id="12"), "wrong_schema: sensor_id has type str"),
+        (raw(value=True), "wrong_schema: value has type bool"),
+        (raw(value="NaN"), "wrong_schema: value has type str"),
+        (raw(latitude="north"), "wrong_schema: latitude has type str"),
+        (raw(sensor_id=-4), "wrong_schema: ids must be positive"),
+        (raw(parameter=" "), "wrong_schema: empty parameter"),
+        (raw(datetime_utc="yesterday"), "bad_datetime"),
+    ],
+)
+def test_unusable_messages_raise_with_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        parse_measurement(payload)
+    assert str(err.value).startswith(reason)
+
+
+def test_non_finite_value_is_rejected() -> None:
+    with pytest.raises(InvalidMessage, match="not_json|finite"):
+        parse_measurement(raw().replace(b'"value": 12.3', b'"value": Infinity'))
