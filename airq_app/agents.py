@@ -1,14 +1,159 @@
-"""The stream agent (placeholder until the processing pipeline lands)."""
+"""The stream agent: wires the topic, the tables, the pure processing and the sink together.
+
+Acknowledgement order (what makes the files exactly-once): the tables are updated while the event is
+processed, the record goes to the sink, and the event is acknowledged only when its file is finished
+(renamed and fsynced). Faust commits only acknowledged offsets, so a crash replays every message whose output
+was not durable; `processing.decide` writes those again and drops real repeats.
+"""
 
 from __future__ import annotations
 
-from airq_app.application import app, log
+import base64
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from faust.types import TP, EventT, StreamT
+
+from airq_app.application import app, settings
+from airq_app.processing import decide, filter_config, location_summary, seen_key
+from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import status
-from airq_app.topics import measurements
+from airq_app.tables import latest_by_location, seen, sensor_history
+from airq_app.topics import MEASUREMENTS_TOPIC, dead_letter, measurements
+from airq_app.validation import InvalidMessage, parse_measurement
+
+log = logging.getLogger("airq.stream")
+
+rules = filter_config(settings)
+retention_s = settings.dedup_retention_hours * 3600
+
+
+def _blocked(reason: str | None) -> None:
+    status.sink_blocked = reason
+
+
+def _finished(partition: int, records: int) -> None:
+    status.inc("written", records)
+    status.inc("files_finished")
+
+
+sink = JsonLinesSink(
+    settings.output_dir,
+    worker_id=f"w{settings.web_port}",
+    max_bytes=settings.rotate_max_bytes,
+    max_age_s=settings.rotate_max_age_s,
+    on_blocked=_blocked,
+    on_finished=_finished,
+)
 
 
 @app.agent(measurements)
-async def process(stream):  # type: ignore[no-untyped-def]
-    async for event in stream.events():
-        status.inc("consumed")
-        log.info("consumed %s", event.message.offset)
+async def process(stream: StreamT) -> None:
+    async for event in stream.noack().events():
+        try:
+            await handle(event)
+        except Exception as exc:  # one bad message must never stop or stall the stream
+            log.exception(
+                "airq: processing %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset
+            )
+            await send_dead_letter(event, f"processing_error: {type(exc).__name__}: {exc}")
+            event.ack()
+
+
+async def handle(event: EventT) -> None:
+    msg = event.message
+    partition, offset = msg.partition, msg.offset
+    status.inc("consumed")
+    if offset <= sink.finished_offset(partition):
+        # Already in a finished file: a replay after a crash before the offset commit.
+        status.inc("replayed")
+        event.ack()
+        return
+    try:
+        m = parse_measurement(event.value)
+    except InvalidMessage as exc:
+        await send_dead_letter(event, str(exc))
+        event.ack()
+        return
+    source = {"topic": msg.topic, "partition": partition, "offset": offset}
+    key = seen_key(m)
+    decision = decide(
+        m, source, seen.get(key), sensor_history.get(str(m["sensor_id"])), rules, retention_s, datetime.now(UTC)
+    )
+    if decision.outcome == "duplicate":
+        status.inc("duplicates")
+        event.ack()
+        return
+    if decision.outcome == "filtered":
+        status.filter(decision.reason or "unknown")
+        event.ack()
+        return
+    assert decision.record is not None
+    if decision.seen_entry is not None:
+        seen[key] = decision.seen_entry
+    if decision.history is not None:
+        sensor_history[str(m["sensor_id"])] = decision.history
+    for expired in decision.expired:
+        seen.pop(expired, None)
+    if "stuck" in decision.record.get("flags", ()):
+        status.inc("flagged")
+    loc = str(m["location_id"])
+    latest_by_location[loc] = location_summary(latest_by_location.get(loc), decision.record)
+    line = orjson.dumps(decision.record) + b"\n"
+    try:
+        await sink.write(partition, offset, line, event.ack, generation=msg.generation_id)
+    except SinkClosed:
+        # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
+        status.inc("handed_over")
+
+
+async def send_dead_letter(event: EventT, reason: str) -> None:
+    """Dead-letter entry with the original bytes; awaited so the offset is not committed before it lands."""
+    msg = event.message
+    raw: bytes | None = msg.value if isinstance(msg.value, bytes | None) else bytes(msg.value)
+    entry: dict[str, Any] = {
+        "reason": reason,
+        "source": {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "timestamp": msg.timestamp},
+        "key": msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key,
+        "dead_lettered_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    try:
+        entry["value"] = raw.decode("utf-8") if raw is not None else None
+    except UnicodeDecodeError:
+        entry["value"] = None
+        entry["value_base64"] = base64.b64encode(raw).decode("ascii")
+    status.dead_letter(reason)
+    log.warning("airq: dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason[:200])
+    fut = await dead_letter.send(key=msg.key if isinstance(msg.key, bytes) else None, value=orjson.dumps(entry))
+    await fut
+
+
+@app.timer(settings.flush_interval_s)
+async def flush_output() -> None:
+    await sink.tick()
+
+
+@app.on_partitions_assigned.connect
+async def open_output(app: Any, assigned: set[TP], **kwargs: Any) -> None:
+    started = time.monotonic()
+    for tp in sorted(assigned):
+        if tp.topic == MEASUREMENTS_TOPIC:
+            await sink.open_partition(tp.partition, generation=app.consumer_generation_id)
+    log.info("airq: output ready for %d partitions in %.2f s", len(sink.partitions), time.monotonic() - started)
+
+
+@app.on_partitions_revoked.connect
+async def finish_output(app: Any, revoked: set[TP], **kwargs: Any) -> None:
+    for tp in sorted(revoked):
+        if tp.topic == MEASUREMENTS_TOPIC:
+            await sink.close_partition(tp.partition)
+
+
+async def _close_sink() -> None:
+    await sink.close()
+
+
+app.before_stop.append(_close_sink)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 
 from airq_app.settings import ConfigError, Settings, load_settings
-from airq_app.startup import wait_for_broker
+from airq_app.startup import ensure_topics, wait_for_broker
 
 try:
     settings: Settings = load_settings()
@@ -27,10 +29,30 @@ web_host = os.environ.get("AIRQ_WEB_HOST") or (
 
 
 class AirqApp(faust.App):
+    """Faust's App plus two start/stop duties: wait for the broker, and finish output before stopping."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_stop(self) -> None:
+        # Stop feeding the agents, then finish every open file (which acknowledges its messages) while the
+        # consumer can still commit them.
+        self.flow_control.suspend()
+        for hook in self.before_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("airq: error while stopping")
+        await super().on_stop()
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
         bootstrap = [f"{u.host}:{u.port or 9092}" for u in self.conf.broker]
         await wait_for_broker(bootstrap, settings.web_bind, settings.web_port)
+        from airq_app.topics import DEAD_LETTER_TOPIC, MEASUREMENTS_TOPIC
+
+        await ensure_topics(bootstrap, [MEASUREMENTS_TOPIC, DEAD_LETTER_TOPIC], settings.partitions)
 
 
 app = AirqApp(

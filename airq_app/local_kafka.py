@@ -98,9 +98,7 @@ def fetch_jars() -> Path:
         return libs
     mvn = shutil.which("mvn")
     if not mvn:
-        raise BrokerError(
-            "Maven not found: install it (e.g. `apt install maven`); it fetches the Kafka jars."
-        )
+        raise BrokerError("Maven not found: install it (e.g. `apt install maven`); it fetches the Kafka jars.")
     print("Fetching Apache Kafka jars from Maven Central (first run only)...", flush=True)
     if libs.exists():
         shutil.rmtree(libs)
@@ -108,8 +106,7 @@ def fetch_jars() -> Path:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise BrokerError(
-            "Maven could not fetch the Kafka jars (check the network or a proxy in ~/.m2/settings.xml):\n"
-            + tail
+            "Maven could not fetch the Kafka jars (check the network or a proxy in ~/.m2/settings.xml):\n" + tail
         )
     stamp.touch()
     return libs
@@ -214,16 +211,13 @@ def start(broker: LocalBroker = LocalBroker(), wait_s: float = 90.0) -> str:
     ]
     out = open(broker.stdout_file, "ab")
     # A new session: Ctrl-C in the terminal must not reach the broker before the worker has stopped.
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     broker.pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BrokerError(
-                f"The Kafka broker exited with code {proc.returncode}; "
-                f"see {broker.log_file} and {broker.stdout_file}"
+                f"The Kafka broker exited with code {proc.returncode}; see {broker.log_file} and {broker.stdout_file}"
             )
         if _port_open(broker.port) and answers_metadata(broker.bootstrap, timeout=2.0):
             print(
@@ -258,9 +252,7 @@ def stop(broker: LocalBroker = LocalBroker(), wait_s: float = 30.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m airq_app.local_kafka", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m airq_app.local_kafka", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
     args = parser.parse_args(argv)
     broker = LocalBroker()

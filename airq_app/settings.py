@@ -213,13 +213,11 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
 
     bbox = p["selection"]["bbox"]
     if bbox is not None and not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
-        raise ConfigError(
-            f"{pipeline_path}: selection.bbox: expected [minLon, minLat, maxLon, maxLat], got {bbox}"
-        )
+        raise ConfigError(f"{pipeline_path}: selection.bbox: expected [minLon, minLat, maxLon, maxLat], got {bbox}")
     if p["openaq"]["requests_per_minute"] > p["openaq"]["requests_per_hour"]:
         raise ConfigError(f"{pipeline_path}: openaq.requests_per_minute: larger than requests_per_hour")
 
-    return Settings(
+    settings = Settings(
         app_id=p["app"]["id"],
         partitions=int(p["app"]["partitions"]),
         standby_replicas=int(p["app"]["standby_replicas"]),
@@ -255,3 +253,15 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         flush_interval_s=float(p["output"]["flush_interval_s"]),
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
     )
+    if settings.dedup_retention_hours < float(settings.filters.get("max_age_hours", 72)):
+        raise ConfigError(
+            f"{pipeline_path}: dedup.retention_hours: must be at least filters.max_age_hours, or old repeats "
+            "could pass the de-duplication"
+        )
+    from airq_app.processing import filter_config  # late: keeps settings importable on its own
+
+    try:
+        filter_config(settings)
+    except ValueError as exc:
+        raise ConfigError(f"{pipeline_path}: {exc}") from None
+    return settings

@@ -67,7 +67,8 @@ class PartitionState:
     lock_fd: int
     finished_offset: int
     generation: int
-    file: OpenFile | None = None
+    file: OpenFile | None = None  # the file new records go to
+    closing: list[OpenFile] = field(default_factory=list)  # detached, being finished in order
 
 
 class SinkClosed(RuntimeError):
@@ -218,15 +219,16 @@ class JsonLinesSink:
         """Periodic work: flush what is pending, finish files past their age, retry when blocked."""
         now = time.monotonic()
         for partition, state in list(self.partitions.items()):
-            f = state.file
-            if f is None:
+            if state.file is None and not state.closing:
                 continue
             async with self._lock(partition):
-                if state.file is None or self.partitions.get(partition) is not state:
+                if self.partitions.get(partition) is not state:
                     continue
-                if now - f.opened_at >= self.max_age_s:
-                    await self._guarded(self._finish, state)
-                elif f.pending:
+                f = state.file
+                if state.closing or (f is not None and now - f.opened_at >= self.max_age_s):
+                    self._detach(state)
+                    await self._guarded(self._finish_closing, state)
+                elif f is not None and f.pending:
                     await self._guarded(self._flush, f)
 
     async def run(self, interval: float) -> None:
@@ -239,30 +241,43 @@ class JsonLinesSink:
     async def _flush(self, f: OpenFile) -> None:
         if not f.pending:
             return
-        if f.handle is None:
-            await aiofiles.os.makedirs(f.tmp_path.parent, exist_ok=True)
-            f.handle = await aiofiles.open(f.tmp_path, "ab")
-        data = b"".join(f.pending)
-        handle = f.handle
+        # Take the batch before awaiting: the stream keeps appending to the open file meanwhile.
+        batch, f.pending, f.pending_bytes = f.pending, [], 0
         try:
-            await handle.write(data)  # type: ignore[attr-defined]
-            await handle.flush()  # type: ignore[attr-defined]
-        except OSError:
-            # A partial write may have reached the file: cut it back so the retry starts clean.
-            with contextlib.suppress(OSError):
-                await handle.close()  # type: ignore[attr-defined]
-            f.handle = None
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(os.truncate, f.tmp_path, f.size)
+            if f.handle is None:
+                await aiofiles.os.makedirs(f.tmp_path.parent, exist_ok=True)
+                f.handle = await aiofiles.open(f.tmp_path, "ab")
+            data = b"".join(batch)
+            handle = f.handle
+            try:
+                await handle.write(data)  # type: ignore[attr-defined]
+                await handle.flush()  # type: ignore[attr-defined]
+            except OSError:
+                # A partial write may have reached the file: cut it back so the retry starts clean.
+                f.handle = None
+                with contextlib.suppress(OSError):
+                    await handle.close()  # type: ignore[attr-defined]
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(os.truncate, f.tmp_path, f.size)
+                raise
+        except BaseException:
+            f.pending = batch + f.pending
+            f.pending_bytes = sum(len(x) for x in f.pending)
             raise
         f.size += len(data)
-        f.pending.clear()
-        f.pending_bytes = 0
 
-    async def _finish(self, state: PartitionState) -> None:
-        f = state.file
-        if f is None:
-            return
+    def _detach(self, state: PartitionState) -> None:
+        """Close the current file to new records; it is finished by `_finish_closing`."""
+        if state.file is not None:
+            state.closing.append(state.file)
+            state.file = None
+
+    async def _finish_closing(self, state: PartitionState) -> None:
+        while state.closing:
+            await self._finish_file(state, state.closing[0])
+            state.closing.pop(0)
+
+    async def _finish_file(self, state: PartitionState, f: OpenFile) -> None:
         await self._flush(f)
         if f.handle is not None:
             handle = f.handle
@@ -275,9 +290,9 @@ class JsonLinesSink:
             f.renamed = True
             await asyncio.to_thread(_fsync_dir, final.parent)
         await asyncio.to_thread(self._write_checkpoint, f.partition, f.last_offset, final)
-        state.finished_offset = f.last_offset
-        state.file = None
-        for ack in f.acks:
+        state.finished_offset = max(state.finished_offset, f.last_offset)
+        acks, f.acks = f.acks, []
+        for ack in acks:
             ack()
         self._on_finished(f.partition, f.records)
 
@@ -288,8 +303,9 @@ class JsonLinesSink:
         os.replace(tmp, path)
 
     async def _finish_until_done(self, state: PartitionState) -> None:
-        while state.file is not None:
-            if await self._guarded(self._finish, state):
+        self._detach(state)
+        while state.closing:
+            if await self._guarded(self._finish_closing, state):
                 return
             await asyncio.sleep(RETRY_S)
 

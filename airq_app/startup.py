@@ -32,9 +32,7 @@ async def _waiting_server(bind: str, port: int, reason: list[str]) -> web.AppRun
         return web.json_response({"status": "ok", "waiting_for": "kafka broker"})
 
     async def ready(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"ready": False, "problems": [f"broker unreachable: {reason[0]}"]}, status=503
-        )
+        return web.json_response({"ready": False, "problems": [f"broker unreachable: {reason[0]}"]}, status=503)
 
     app = web.Application()
     app.router.add_get("/airq/health", health)
@@ -75,3 +73,33 @@ async def wait_for_broker(bootstrap: list[str], bind: str, port: int, max_delay:
     finally:
         if runner is not None:
             await runner.cleanup()
+
+
+async def ensure_topics(bootstrap: list[str], names: list[str], partitions: int) -> None:
+    """Create the app's topics with their pinned partition count before anything subscribes to them.
+
+    A topic that already exists with another partition count is reported: keys would land on other
+    partitions than the tables expect.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(n, partitions, 1) for n in missing])
+                log.info("airq: created topics %s with %d partitions", ", ".join(missing), partitions)
+            except TopicAlreadyExistsError:
+                pass  # another worker created them first
+        for described in await admin.describe_topics(names):
+            count = len(described.get("partitions", []))
+            if described.get("error_code") == 0 and count != partitions:
+                log.error(
+                    "airq: topic %s has %d partitions, the pipeline expects %d", described["topic"], count, partitions
+                )
+    finally:
+        await admin.close()

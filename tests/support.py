@@ -85,7 +85,7 @@ class Pipeline:
         env.update(extra)
         return env
 
-    def worker(self, name: str = "w1", role: str = "all", **extra: str) -> Worker:
+    def worker(self, name: str = "w1", role: str = "process", **extra: str) -> Worker:
         w = Worker(self, name, role, extra)
         self.workers.append(w)
         return w
@@ -104,9 +104,7 @@ class Worker:
         self.port = free_port()
         self.data_dir = pipeline.base / f"data-{name}"
         self.log_path = pipeline.base / f"{name}.log"
-        self.env = pipeline.env(
-            AIRQ_WEB_PORT=str(self.port), AIRQ_DATA_DIR=str(self.data_dir), AIRQ_ROLE=role, **extra
-        )
+        self.env = pipeline.env(AIRQ_WEB_PORT=str(self.port), AIRQ_DATA_DIR=str(self.data_dir), AIRQ_ROLE=role, **extra)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

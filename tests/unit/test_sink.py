@@ -180,3 +180,36 @@ def _blocked_then_resumed(tmp_path: Path, break_it, fix_it) -> None:
     assert "No space left" in reasons[0] or "disk full" in reasons[0] or "permission" in reasons[0]
     records = [json.loads(x)["sensor_id"] for f in finished(out) for x in f.read_text().splitlines()]
     assert records == [0, 1] and acked == [0, 1]
+
+
+def test_records_appended_while_flushing_or_finishing_are_not_lost(tmp_path: Path) -> None:
+    """The stream keeps writing while the timer flushes and finishes files (they interleave at every await)."""
+    acked: list[int] = []
+    n = 3000
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=40_000, max_age_s=0.01, flush_bytes=2_000)
+        await sink.open_partition(0)
+
+        async def ticker() -> None:
+            while True:
+                await sink.tick()
+                await asyncio.sleep(0)
+
+        t = asyncio.create_task(ticker())
+        for offset in range(n):
+            await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
+            if offset % 7 == 0:
+                await asyncio.sleep(0)
+        t.cancel()
+        await sink.close()
+
+    asyncio.run(go())
+    ids = [json.loads(x)["sensor_id"] for f in finished(tmp_path) for x in f.read_text().splitlines()]
+    assert sorted(ids) == list(range(n))
+    assert len(finished(tmp_path)) > 3
+    assert sorted(acked) == list(range(n))
+    for f in finished(tmp_path):  # each name states exactly the offsets inside
+        first, last = (int(x) for x in f.stem.split("-")[2:4])
+        got = [json.loads(x)["sensor_id"] for x in f.read_text().splitlines()]
+        assert got == list(range(first, last + 1))
