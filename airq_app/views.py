@@ -91,30 +91,3 @@ if settings.processes:
         if entry is None:
             return web.json({"error": f"no measurements for location {location_id} yet"}, status=404)
         return web.json({"location_id": int(location_id), **entry})
-
-
-if settings.processes:
-    from airq_app.tables import latest_by_location
-
-    @app.page("/airq/locations/{location_id}")
-    @app.table_route(table=latest_by_location, match_info="location_id")
-    async def location(web: View, request: Request, location_id: str) -> Response:
-        """Latest value and AQI of each parameter at a location, answered by the worker that owns it."""
-        if not location_id.isdigit():
-            return web.json({"error": f"location id must be a number, got {location_id!r}"}, status=400)
-        entry = latest_by_location.get(location_id)
-        if entry is None:
-            return web.json({"error": f"no measurements for location {location_id} yet"}, status=404)
-        return web.json({"location_id": int(location_id), **entry})
-
-
-@app.page("/airq/debug/tasks")
-class DebugTasks(View):
-    async def get(self, request: Request) -> Response:
-        import asyncio
-        import io
-
-        out = io.StringIO()
-        for t in asyncio.all_tasks():
-            t.print_stack(limit=8, file=out)
-        return self.text(out.getvalue())
