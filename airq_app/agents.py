@@ -67,6 +67,14 @@ async def handle(event: EventT) -> None:
     msg = event.message
     partition, offset = msg.partition, msg.offset
     status.inc("consumed")
+    generation = msg.generation_id
+    if not sink.owns(partition, generation):
+        # Faust can deliver a partition's messages before the assignment handler has opened its output.
+        # Processing now would mark measurements as seen that no file can take; wait for the sink instead.
+        current = await sink.wait_owned(partition, generation, lambda: app.consumer_generation_id == generation)
+        if not current:
+            status.inc("stale")  # from an earlier assignment: the partition's new owner processes it
+            return
     if offset <= sink.finished_offset(partition):
         # Already in a finished file: a replay after a crash before the offset commit.
         status.inc("replayed")
@@ -104,7 +112,7 @@ async def handle(event: EventT) -> None:
     latest_by_location[loc] = location_summary(latest_by_location.get(loc), decision.record)
     line = orjson.dumps(decision.record) + b"\n"
     try:
-        await sink.write(partition, offset, line, event.ack, generation=msg.generation_id)
+        await sink.write(partition, offset, line, event.ack, generation=generation)
     except SinkClosed:
         # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
         status.inc("handed_over")

@@ -71,6 +71,9 @@ app = AirqApp(
     # rebalance must not wait for every in-flight event: the revoke handler finishes the files instead.
     stream_wait_empty=False,
     broker_commit_interval=1.0,
+    # How long a crashed worker keeps its partitions before the group moves them.
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 6),
     broker_max_poll_records=2000,
     stream_buffer_maxsize=16384,
     web_port=settings.web_port,

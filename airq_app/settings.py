@@ -21,7 +21,7 @@ ROLES = ("all", "ingest", "process")
 SIMULATOR_KEY = "airq-simulator"  # the simulator accepts any key; this one marks simulator mode
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "app": {"id": "airq", "partitions": 8, "standby_replicas": 1, "web_bind": "127.0.0.1"},
+    "app": {"id": "airq", "partitions": 8, "standby_replicas": 1, "web_bind": "127.0.0.1", "session_timeout_s": 30},
     "openaq": {
         "base_url": "https://api.openaq.org",
         "poll_interval_s": 60,
@@ -85,6 +85,7 @@ class Settings:
     rotate_max_bytes: int
     rotate_max_age_s: float
     flush_interval_s: float
+    session_timeout_s: float = 30.0
     topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
 
     @property
@@ -251,6 +252,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         rotate_max_bytes=int(p["output"]["rotate_max_bytes"]),
         rotate_max_age_s=float(p["output"]["rotate_max_age_s"]),
         flush_interval_s=float(p["output"]["flush_interval_s"]),
+        session_timeout_s=float(p["app"]["session_timeout_s"]),
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
     )
     if settings.dedup_retention_hours < float(settings.filters.get("max_age_hours", 72)):

@@ -167,6 +167,17 @@ class JsonLinesSink:
         state = self.partitions.get(partition)
         return state is not None and (generation is None or state.generation == generation)
 
+    async def wait_owned(
+        self, partition: int, generation: int | None, still_current: Callable[[], bool], timeout: float = 180.0
+    ) -> bool:
+        """Wait until the partition is opened for `generation` (its assignment handler may still be running)."""
+        deadline = time.monotonic() + timeout
+        while not self.owns(partition, generation):
+            if not still_current() or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def close_partition(self, partition: int) -> None:
         """Finish the partition's open file and give up ownership."""
         async with self._lock(partition):
