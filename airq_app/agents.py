@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from faust.types import TP, EventT, StreamT
 
+from airq_app import metrics
 from airq_app.application import app, settings
 from airq_app.processing import decide, filter_config, location_summary, seen_key
 from airq_app.sink import JsonLinesSink, SinkClosed
@@ -53,8 +54,10 @@ sink = JsonLinesSink(
 @app.agent(measurements)
 async def process(stream: StreamT) -> None:
     async for event in stream.noack().events():
+        started = time.perf_counter()
         try:
             await handle(event)
+            metrics.processing_seconds.observe(time.perf_counter() - started)
         except Exception as exc:  # one bad message must never stop or stall the stream
             log.exception(
                 "airq: processing %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset
@@ -67,6 +70,7 @@ async def handle(event: EventT) -> None:
     msg = event.message
     partition, offset = msg.partition, msg.offset
     status.inc("consumed")
+    status.positions[partition] = offset + 1
     generation = msg.generation_id
     if not sink.owns(partition, generation):
         # Faust can deliver a partition's messages before the assignment handler has opened its output.
@@ -112,10 +116,22 @@ async def handle(event: EventT) -> None:
     latest_by_location[loc] = location_summary(latest_by_location.get(loc), decision.record)
     line = orjson.dumps(decision.record) + b"\n"
     try:
-        await sink.write(partition, offset, line, event.ack, generation=generation)
+        await sink.write(partition, offset, line, _acker(event), generation=generation)
     except SinkClosed:
         # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
         status.inc("handed_over")
+
+
+def _acker(event: EventT) -> Any:
+    """Acknowledge once the record is in a finished file, and measure how long that took from produce time."""
+    produced_at = event.message.timestamp
+
+    def ack() -> None:
+        event.ack()
+        if produced_at:
+            metrics.end_to_end_seconds.observe(max(0.0, time.time() - produced_at))
+
+    return ack
 
 
 async def send_dead_letter(event: EventT, reason: str) -> None:
@@ -146,11 +162,28 @@ async def flush_output() -> None:
 
 @app.on_partitions_assigned.connect
 async def open_output(app: Any, assigned: set[TP], **kwargs: Any) -> None:
+    """Take over each partition's output and rewind the group offset to just after its durable output.
+
+    The files, not Faust's bookkeeping, decide where a partition resumes: Faust acknowledges messages it
+    skips during a rebalance, so its committed offset can run ahead of the output. Committing
+    `finished + 1` here (forwards or backwards) makes the seek that follows start right after the last record
+    in a finished file; replays before that point are then skipped, after it rewritten or de-duplicated.
+    """
     started = time.monotonic()
-    for tp in sorted(assigned):
-        if tp.topic == MEASUREMENTS_TOPIC:
-            await sink.open_partition(tp.partition, generation=app.consumer_generation_id)
-    log.info("airq: output ready for %d partitions in %.2f s", len(sink.partitions), time.monotonic() - started)
+    tps = sorted(tp for tp in assigned if tp.topic == MEASUREMENTS_TOPIC)
+    resume: dict[TP, int] = {}
+    for tp in tps:
+        resume[tp] = await sink.open_partition(tp.partition, generation=app.consumer_generation_id) + 1
+    if tps:
+        earliest = await app.consumer.earliest_offsets(*tps)
+        resume = {tp: max(offset, earliest.get(tp) or 0) for tp, offset in resume.items()}
+        await app.consumer._commit(resume)
+    log.info(
+        "airq: output ready for partitions %s in %.2f s; resuming at %s",
+        [tp.partition for tp in tps],
+        time.monotonic() - started,
+        {tp.partition: o for tp, o in resume.items()},
+    )
 
 
 @app.on_partitions_revoked.connect

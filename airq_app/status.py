@@ -29,6 +29,8 @@ class WorkerStatus:
         self.filtered: Counter[str] = Counter()
         self.dead_lettered: Counter[str] = Counter()
         self.last_poll = LastPoll()
+        self.openaq_responses: Counter[int] = Counter()
+        self.positions: dict[int, int] = {}  # partition -> next offset to consume
         self.sink_blocked: str | None = None
         self.broker_error: str | None = None
 

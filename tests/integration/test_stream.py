@@ -142,3 +142,29 @@ def test_clean_stop_finishes_every_open_file(kafka: str, tmp_path: Path) -> None
         assert len(finished_records(slow.output_dir)) == 10
     finally:
         slow.stop_all()
+
+
+def test_status_metrics_and_location_views(fast: Pipeline) -> None:
+    worker = fast.worker().start()
+    batch = [measurement(6000 + s, hours_ago(1), value=30.0 + s, location_id=600) for s in range(3)]
+    batch.append(measurement(6010, hours_ago(1), parameter="no2", unit="ppm", value=0.101, location_id=600))
+    produce(fast.bootstrap, fast.topic, [encode(m) for m in batch])
+    wait_written(fast, len(batch))
+    wait_for(lambda: worker.status()["counters"]["written"] >= 4, 10, what="written counter")
+
+    status = worker.status()
+    assert set(status["assignment"]) == {"active", "standby"}
+    assert status["consumer_lag"] and all(v == 0 for v in status["consumer_lag"].values())
+    code, text = worker.get("/metrics")
+    assert code == 200
+    assert "airq_written_total 4.0" in text
+    assert "airq_processing_seconds_count 4.0" in text
+    assert "airq_end_to_end_seconds_count 4.0" in text
+    assert 'airq_consumer_lag{partition="' in text
+
+    code, loc = worker.get("/airq/locations/600")
+    assert code == 200
+    assert loc["parameters"]["no2"]["value"] == pytest.approx(101.0) and loc["parameters"]["no2"]["unit"] == "ppb"
+    assert loc["parameters"]["pm25"]["sensor_id"] in (6000, 6001, 6002)
+    assert loc["aqi"] == max(p["aqi"] for p in loc["parameters"].values())
+    assert worker.get("/airq/locations/999999")[0] == 404
