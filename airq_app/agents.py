@@ -51,6 +51,12 @@ sink = JsonLinesSink(
 )
 
 
+# Per owned partition, the offset to process next: each partition is processed strictly in offset order,
+# from just after its durable output, whatever Faust redelivers or skips.
+next_offset: dict[int, int] = {}
+_last_seek: dict[int, float] = {}
+
+
 @app.agent(measurements)
 async def process(stream: StreamT) -> None:
     async for event in stream.noack().events():
@@ -63,6 +69,9 @@ async def process(stream: StreamT) -> None:
                 "airq: processing %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset
             )
             await send_dead_letter(event, f"processing_error: {type(exc).__name__}: {exc}")
+            partition, offset = event.message.partition, event.message.offset
+            if next_offset.get(partition) == offset:
+                next_offset[partition] = offset + 1  # dealt with: it is in the dead-letter topic
             event.ack()
 
 
@@ -72,18 +81,30 @@ async def handle(event: EventT) -> None:
     status.inc("consumed")
     status.positions[partition] = offset + 1
     generation = msg.generation_id
-    if not sink.owns(partition, generation):
+    if not (sink.owns(partition, generation) and partition in next_offset):
         # Faust can deliver a partition's messages before the assignment handler has opened its output.
-        # Processing now would mark measurements as seen that no file can take; wait for the sink instead.
-        current = await sink.wait_owned(partition, generation, lambda: app.consumer_generation_id == generation)
+        # Processing now would mark measurements as seen that no file can take; wait for the handler instead.
+        current = await sink.wait_owned(
+            partition,
+            generation,
+            lambda: app.consumer_generation_id == generation,
+            ready=lambda: partition in next_offset,
+        )
         if not current:
             status.inc("stale")  # from an earlier assignment: the partition's new owner processes it
             return
-    if offset <= sink.finished_offset(partition):
-        # Already in a finished file: a replay after a crash before the offset commit.
+    expected = next_offset[partition]
+    if offset < expected:
+        # Delivered again (a seek went back) or already in a finished file: its outcome is decided.
         status.inc("replayed")
         event.ack()
         return
+    if offset > expected:
+        # Messages before this one were never processed (Faust may deliver from a stale position around a
+        # rebalance, and acknowledges what it skips): go back rather than leave a hole.
+        await realign(msg.tp, expected)
+        return
+    next_offset[partition] = offset + 1
     try:
         m = parse_measurement(event.value)
     except InvalidMessage as exc:
@@ -120,6 +141,17 @@ async def handle(event: EventT) -> None:
     except SinkClosed:
         # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
         status.inc("handed_over")
+
+
+async def realign(tp: TP, offset: int) -> None:
+    """Seek a partition back to the next offset it must process (at most every 2 s per partition)."""
+    now = time.monotonic()
+    if now - _last_seek.get(tp.partition, 0.0) < 2.0:
+        return
+    _last_seek[tp.partition] = now
+    status.inc("realigned")
+    log.warning("airq: %s[%d] skipped ahead; seeking back to offset %d", tp.topic, tp.partition, offset)
+    await app.consumer.seek(tp, offset)
 
 
 def _acker(event: EventT) -> Any:
@@ -178,6 +210,8 @@ async def open_output(app: Any, assigned: set[TP], **kwargs: Any) -> None:
         earliest = await app.consumer.earliest_offsets(*tps)
         resume = {tp: max(offset, earliest.get(tp) or 0) for tp, offset in resume.items()}
         await app.consumer._commit(resume)
+        for tp, offset in resume.items():
+            next_offset[tp.partition] = offset
     log.info(
         "airq: output ready for partitions %s in %.2f s; resuming at %s",
         [tp.partition for tp in tps],
@@ -190,6 +224,7 @@ async def open_output(app: Any, assigned: set[TP], **kwargs: Any) -> None:
 async def finish_output(app: Any, revoked: set[TP], **kwargs: Any) -> None:
     for tp in sorted(revoked):
         if tp.topic == MEASUREMENTS_TOPIC:
+            next_offset.pop(tp.partition, None)
             await sink.close_partition(tp.partition)
 
 

@@ -41,8 +41,8 @@ def assignment() -> dict[str, Any]:
     from airq_app.topics import MEASUREMENTS_TOPIC
 
     active = sorted(tp.partition for tp in assigned if tp.topic == MEASUREMENTS_TOPIC)
-    changelog_standby = sorted({tp.partition for tp in standbys})
-    standby = changelog_standby
+    # Standby replicas are table changelog partitions kept warm for a partition another worker owns.
+    standby = sorted({tp.partition for tp in standbys} - set(active))
     return {"active": active, "standby": standby}
 
 

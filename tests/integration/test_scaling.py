@@ -36,8 +36,7 @@ def settled(workers, partitions: int = 8) -> dict | None:
 
 
 def test_three_workers_share_and_take_over(kafka: str, tmp_path: Path) -> None:
-    p = Pipeline(tmp_path, kafka, output__rotate_max_age_s=1, output__flush_interval_s=0.2,
-                 app__session_timeout_s=6)
+    p = Pipeline(tmp_path, kafka, output__rotate_max_age_s=1, output__flush_interval_s=0.2, app__session_timeout_s=6)
     workers = [p.worker(name) for name in ("a", "b", "c")]
     try:
         for w in workers:
@@ -68,8 +67,10 @@ def test_three_workers_share_and_take_over(kafka: str, tmp_path: Path) -> None:
         hour1 = hour(1)
 
         def taken_over() -> bool:
-            return any(r["source"]["partition"] in leaving_partitions and r["datetime_utc"] == hour1
-                       for r in finished_records(p.output_dir))
+            return any(
+                r["source"]["partition"] in leaving_partitions and r["datetime_utc"] == hour1
+                for r in finished_records(p.output_dir)
+            )
 
         wait_for(taken_over, 120, interval=0.2, what="a record of the leaving worker's partitions")
         failover_s = time.monotonic() - stopped_at
@@ -80,11 +81,16 @@ def test_three_workers_share_and_take_over(kafka: str, tmp_path: Path) -> None:
 
         feeding.wait(60)
         expected = {(m["sensor_id"], m["datetime_utc"]) for m in first + second}
-        wait_for(lambda: {(r["sensor_id"], r["datetime_utc"]) for r in finished_records(p.output_dir)} >= expected,
-                 90, what="every measurement written")
+        wait_for(
+            lambda: {(r["sensor_id"], r["datetime_utc"]) for r in finished_records(p.output_dir)} >= expected,
+            90,
+            what="every measurement written",
+        )
         counts = Counter((r["sensor_id"], r["datetime_utc"]) for r in finished_records(p.output_dir))
         assert set(counts) == expected and max(counts.values()) == 1
-        print(f"\nscaling: partitions {a}; after c left {b}; "
-              f"failover (stop -> first record of its partitions in a finished file): {failover_s:.1f} s")
+        print(
+            f"\nscaling: partitions {a}; after c left {b}; "
+            f"failover (stop -> first record of its partitions in a finished file): {failover_s:.1f} s"
+        )
     finally:
         p.stop_all()

@@ -52,6 +52,7 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(agents) -> None:
     async def go() -> None:
         agents.send_dead_letter = fake_dead_letter  # the dead-letter topic needs a broker
         await agents.sink.open_partition(0)
+        agents.next_offset[0] = 0
         hour = "2026-11-24T10:00:00Z"
         async with agents.process.test_context() as agent:
             key, value = encode(measurement(901, hour, value=20.0))

@@ -1,0 +1,278 @@
+"""The OpenAQ client against the simulator over real HTTP: paging, retries, rate limits, key hygiene."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from airq_app import openaq
+from airq_app.simulator import HOUR, SimulatorThread
+from tests.fixtures_openaq import TEST_KEY, fast_client, latest_triples, running_simulator, served_triples
+
+pytestmark = pytest.mark.integration
+
+SIX = ["pm25", "pm10", "o3", "no2", "so2", "co"]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorThread]:
+    with running_simulator(locations=400, seed=11) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh(sim: SimulatorThread) -> Iterator[SimulatorThread]:
+    """The shared simulator with clean stats and no faults."""
+    sim.set_faults(reset=True)
+    sim.reset()
+    yield sim
+    sim.set_faults(reset=True)
+
+
+# -- paging ------------------------------------------------------------------------------------------------------------
+
+
+def test_list_locations_pages_until_a_short_page(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    small_pages = client.list_locations({}, limit=37)
+    assert client.request_count == 11  # 400 = 10 full pages + 1 short one
+    assert [loc["id"] for loc in small_pages] == sorted(loc.id for loc in fresh.sim.world.locations)
+    one_page = client.list_locations()
+    assert [loc["id"] for loc in one_page] == [loc["id"] for loc in small_pages]
+    assert client.request_count == 12
+
+
+def test_a_full_last_page_costs_one_empty_page(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    locations = client.list_locations({}, limit=100)  # 400 = 4 full pages: "found" says ">100" on each
+    assert len(locations) == 400 and client.request_count == 5
+
+
+def test_list_locations_filters(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    us_gb = client.list_locations({"iso": ["US", "GB"]})
+    assert {loc["country"]["code"] for loc in us_gb} == {"US", "GB"}
+    assert len(us_gb) == len(client.list_locations({"iso": "US"})) + len(client.list_locations({"iso": "GB"}))
+    boxed = client.list_locations({"bbox": (-125.0, 30.0, -100.0, 50.0), "parameters_id": [2, 7]})
+    assert boxed and all(-125 <= loc["coordinates"]["longitude"] <= -100 for loc in boxed)
+
+
+def test_latest_for_parameter_pages_and_matches_what_was_served(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    paged = list(client.latest_for_parameter(2, limit=50))
+    assert len(paged) > 100 and client.request_count == len(paged) // 50 + 1
+    assert latest_triples(paged) == served_triples(fresh, "latest")
+    assert latest_triples(list(client.latest_for_parameter(2))) == latest_triples(paged)
+
+
+def test_poll_of_six_parameters_maps_every_served_measurement(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    index = openaq.index_locations(client.list_locations())
+    fetched_at = "2025-01-01T00:00:00Z"
+    measurements = []
+    reasons: dict[str, int] = {}
+    for name, pid in openaq.parameter_variants(SIX):
+        for item in client.latest_for_parameter(pid):
+            m = openaq.measurement_from_latest(item, index, fetched_at, reasons=reasons)
+            assert m is not None and m["parameter"] == name and m["parameter_id"] == pid
+            measurements.append(m)
+    assert reasons == {}
+    got = sorted((m["sensor_id"], m["datetime_utc"], m["value"]) for m in measurements)
+    assert got == sorted(served_triples(fresh, "latest"))
+    units = {(m["parameter"], m["unit"]) for m in measurements}
+    assert ("no2", "ppm") in units and ("no2", "µg/m³") in units and ("no2", "ppb") in units
+
+
+def test_sensor_hours_catch_up(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    rows = client.sensor_hours(3920, datetime(2025, 3, 1, tzinfo=UTC), "2025-03-03T00:00:00Z", limit=20)
+    assert client.request_count == 3  # 48 rows in pages of 20
+    assert [r["period"]["datetimeTo"]["utc"] for r in rows][:2] == ["2025-03-01T01:00:00Z", "2025-03-01T02:00:00Z"]
+    assert len(rows) == 48
+    world = fresh.sim.world
+    sensor = world.sensors[3920]
+    first = int(datetime(2025, 3, 1, 1, tzinfo=UTC).timestamp()) // HOUR
+    assert [r["value"] for r in rows] == [world.value(sensor, first + i) for i in range(48)]
+    assert [(3920, r["period"]["datetimeTo"]["utc"], r["value"]) for r in rows] == served_triples(fresh, "hours")
+    raw = client.sensor_measurements(3920, "2025-03-01T00:00:00Z", "2025-03-01T02:00:00Z")
+    assert [r["period"]["label"] for r in raw] == ["raw", "raw"]
+
+
+# -- errors that are not retried ----------------------------------------------------------------------------------------
+
+
+def test_401_without_key_is_not_retried(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url, key=None)
+    with pytest.raises(openaq.OpenAQAuthError) as info:
+        client.list_locations()
+    assert info.value.status == 401 and "X-API-Key" in str(info.value)
+    assert client.request_count == 1 and client.retry_count == 0
+
+
+def test_404_and_422_are_not_retried(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    with pytest.raises(openaq.OpenAQNotFoundError) as info:
+        client.get_location(1)
+    assert "Location not found" in str(info.value)
+    with pytest.raises(openaq.OpenAQNotFoundError):
+        list(client.latest_for_parameter(424242))
+    with pytest.raises(openaq.OpenAQRequestError) as bad:
+        client.list_locations({"bbox": "10,10,0,0"})
+    assert bad.value.status == 422
+    assert client.request_count == 3 and client.retry_count == 0
+
+
+# -- retries ------------------------------------------------------------------------------------------------------------
+
+
+def test_retries_on_5xx_408_and_malformed_json(fresh: SimulatorThread) -> None:
+    fresh.set_faults(fail_next=[503, 500, "malformed", 408, 502, 504], kinds=["parameter_latest"])
+    client = fast_client(fresh.url, max_retries=6)
+    items = list(client.latest_for_parameter(2))
+    assert client.retry_count == 6 and client.error_counts["malformed"] == 1
+    assert client.status_counts[200] == 2  # the truncated 200 and the good one
+    assert latest_triples(items) == served_triples(fresh, "latest")  # the truncated body was not recorded as served
+    assert items and fresh.stats(include_served=False)["faults_injected"]["malformed"] == 1
+
+
+def test_retry_mid_paging_loses_nothing(fresh: SimulatorThread) -> None:
+    client = fast_client(fresh.url)
+    expected = latest_triples(list(client.latest_for_parameter(2, limit=40)))
+    fresh.reset()
+    fresh.set_faults(error_rate=0.3, malformed_rate=0.2, kinds=["parameter_latest"])
+    client = fast_client(fresh.url, max_retries=20)
+    got = latest_triples(list(client.latest_for_parameter(2, limit=40)))
+    assert got == expected
+    assert client.retry_count > 0
+    assert got == served_triples(fresh, "latest")
+
+
+def test_gives_up_after_max_retries(fresh: SimulatorThread, caplog: pytest.LogCaptureFixture) -> None:
+    fresh.set_faults(fail_next=[503, 503, 503, 503])
+    client = fast_client(fresh.url, max_retries=2)
+    with pytest.raises(openaq.OpenAQUnavailableError) as info:
+        client.list_locations()
+    assert "3 attempts" in str(info.value) and "503" in str(info.value)
+    assert client.request_count == 3
+    assert "giving up" in caplog.text
+
+
+def test_timeouts_are_retried(fresh: SimulatorThread) -> None:
+    fresh.set_faults(fail_next=["slow"], delay_s=1.0)
+    client = fast_client(fresh.url, timeout=(1.0, 0.3))
+    assert len(client.list_locations()) == 400
+    assert client.error_counts["timeout"] == 1 and client.retry_count == 1
+
+
+def test_connection_errors_are_retried_then_reported() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = fast_client(f"http://127.0.0.1:{port}", max_retries=2)
+    with pytest.raises(openaq.OpenAQUnavailableError) as info:
+        client.list_locations()
+    assert "connection error" in str(info.value)
+    assert client.error_counts["connection"] == 3
+
+
+# -- rate limits ---------------------------------------------------------------------------------------------------------
+
+
+def test_budget_keeps_a_busy_client_under_the_limit() -> None:
+    with running_simulator(locations=100, rate_limit_per_minute=4, minute_seconds=0.5) as s:
+        client = fast_client(s.url, per_minute=4, minute_seconds=0.5)
+        started = time.monotonic()
+        locations = client.list_locations({}, limit=10)  # 11 requests
+        assert len(locations) == 100
+        stats = s.stats(include_served=False)
+        assert stats["rate_limited"] == 0 and stats["requests_total"] == 11
+        assert client.budget.waits > 0 and time.monotonic() - started >= 1.0
+        assert client.last_rate_limit_remaining is not None and client.last_rate_limit_limit == 4
+
+
+def test_budget_adopts_the_servers_lower_limit() -> None:
+    with running_simulator(locations=60, rate_limit_per_minute=3, minute_seconds=0.5) as s:
+        client = fast_client(s.url, per_minute=1000, minute_seconds=0.5)
+        assert len(client.list_locations({}, limit=10)) == 60  # 7 requests
+        assert s.stats(include_served=False)["rate_limited"] == 0
+        assert client.status_counts == {200: 7}
+
+
+def test_budget_per_hour() -> None:
+    with running_simulator(locations=30, rate_limit_per_minute=100, minute_seconds=0.05) as s:
+        client = fast_client(s.url, per_minute=100, per_hour=3, minute_seconds=0.05)  # an "hour" of 3 s
+        started = time.monotonic()
+        client.list_locations({}, limit=10)  # 4 requests: the 4th waits for the hour window
+        assert time.monotonic() - started >= 3.0
+        assert s.stats(include_served=False)["rate_limited"] == 0
+
+
+def test_forced_429_waits_the_reset_and_loses_nothing(fresh: SimulatorThread, caplog: pytest.LogCaptureFixture) -> None:
+    fresh.sim.config.minute_seconds = 1.0  # resets of about a second
+    try:
+        client = fast_client(fresh.url)
+        expected = latest_triples(list(client.latest_for_parameter(2, limit=100)))
+        fresh.reset()
+        fresh.set_faults(fail_next=[429, 429], kinds=["parameter_latest"])
+        client = fast_client(fresh.url)
+        started = time.monotonic()
+        got = latest_triples(list(client.latest_for_parameter(2, limit=100)))
+    finally:
+        fresh.sim.config.minute_seconds = 60.0
+    assert got == expected == served_triples(fresh, "latest")
+    assert client.rate_limited_count == 2 and client.status_counts[429] == 2
+    assert client.retry_count == 0  # 429 waits do not use up retries
+    assert time.monotonic() - started >= 1.0
+    assert "429" in caplog.text
+
+
+def test_persistent_429_is_reported(fresh: SimulatorThread) -> None:
+    fresh.sim.config.minute_seconds = 1.0
+    try:
+        fresh.set_faults(fail_next=[429, 429, 429])
+        client = fast_client(fresh.url, max_rate_limit_waits=1)
+        with pytest.raises(openaq.OpenAQRateLimitError):
+            client.list_locations()
+        assert client.request_count == 2
+    finally:
+        fresh.sim.config.minute_seconds = 60.0
+
+
+# -- the key never leaks ---------------------------------------------------------------------------------------------------
+
+
+def test_key_never_appears_in_logs_errors_or_status(fresh: SimulatorThread, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fresh.sim.config.minute_seconds = 1.0
+    errors: list[BaseException] = []
+    client = fast_client(fresh.url, max_retries=1, max_rate_limit_waits=0)
+    try:
+        fresh.set_faults(fail_next=[503, "malformed", 500, 429])
+        for call in (
+            client.list_locations,  # 503 then malformed: gives up
+            client.list_locations,  # 500 then fine
+            client.list_locations,  # 429 with no waits allowed
+            lambda: client.get_location(1),  # 404
+            lambda: client.list_locations({"limit": 0, "bbox": "x"}),  # 422
+        ):
+            try:
+                call()
+            except openaq.OpenAQError as exc:
+                errors.append(exc)
+        dead = fast_client("http://127.0.0.1:1", max_retries=0)
+        with pytest.raises(openaq.OpenAQError) as conn:
+            dead.list_locations()
+        errors.append(conn.value)
+    finally:
+        fresh.sim.config.minute_seconds = 60.0
+    assert len(errors) == 5
+    texts = [r.getMessage() for r in caplog.records] + [str(e) + repr(e) for e in errors]
+    texts += [repr(client), str(client.stats()), str(client.last_error)]
+    assert any("GET" in t for t in texts)  # debug request logs were captured
+    assert not [t for t in texts if TEST_KEY in t]
+    assert all(TEST_KEY not in str(e.__cause__) + str(e.__context__) for e in errors)
