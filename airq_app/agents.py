@@ -19,10 +19,10 @@ from faust.types import TP, EventT, StreamT
 
 from airq_app import metrics
 from airq_app.application import app, settings
-from airq_app.processing import decide, filter_config, location_summary, seen_key
+from airq_app.processing import decide, filter_config, location_summary
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import status
-from airq_app.tables import latest_by_location, seen, sensor_history
+from airq_app.tables import latest_by_location, sensor_history
 from airq_app.topics import MEASUREMENTS_TOPIC, dead_letter, measurements
 from airq_app.validation import InvalidMessage, parse_measurement
 
@@ -112,10 +112,8 @@ async def handle(event: EventT) -> None:
         event.ack()
         return
     source = {"topic": msg.topic, "partition": partition, "offset": offset}
-    key = seen_key(m)
-    decision = decide(
-        m, source, seen.get(key), sensor_history.get(str(m["sensor_id"])), rules, retention_s, datetime.now(UTC)
-    )
+    sensor = str(m["sensor_id"])
+    decision = decide(m, source, sensor_history.get(sensor), rules, retention_s, datetime.now(UTC))
     if decision.outcome == "duplicate":
         status.inc("duplicates")
         event.ack()
@@ -124,17 +122,14 @@ async def handle(event: EventT) -> None:
         status.filter(decision.reason or "unknown")
         event.ack()
         return
-    assert decision.record is not None
-    if decision.seen_entry is not None:
-        seen[key] = decision.seen_entry
-    if decision.history is not None:
-        sensor_history[str(m["sensor_id"])] = decision.history
-    for expired in decision.expired:
-        seen.pop(expired, None)
+    assert decision.record is not None and decision.history is not None
+    sensor_history[sensor] = decision.history
     if "stuck" in decision.record.get("flags", ()):
         status.inc("flagged")
     loc = str(m["location_id"])
-    latest_by_location[loc] = location_summary(latest_by_location.get(loc), decision.record)
+    summary = location_summary(latest_by_location.get(loc), decision.record)
+    if summary is not None:  # None: an older (backfilled) value, the latest stays
+        latest_by_location[loc] = summary
     line = orjson.dumps(decision.record) + b"\n"
     try:
         await sink.write(partition, offset, line, _acker(event), generation=generation)

@@ -9,7 +9,7 @@ any other message for the same (sensor, time) is a duplicate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from airq_app import filters, transform, units
@@ -23,9 +23,7 @@ class Decision:
     outcome: str  # "write", "duplicate" or "filtered"
     reason: str | None = None  # filter reason
     record: dict[str, Any] | None = None
-    seen_entry: list[int] | None = None  # new value for `seen`, when it changes
-    history: dict[str, Any] | None = None  # new value for `sensor_history`, when it changes
-    expired: tuple[str, ...] = ()  # `seen` keys that fell out of the sensor's de-duplication window
+    history: dict[str, Any] | None = None  # new value for the sensor's `sensor_history` entry, when it changes
 
 
 def filter_config(settings: Any) -> filters.FilterConfig:
@@ -40,22 +38,28 @@ def filter_config(settings: Any) -> filters.FilterConfig:
     )
 
 
-def seen_key(m: dict[str, Any]) -> str:
-    return f"{m['sensor_id']}|{m['datetime_utc']}"
-
-
 def decide(
     m: dict[str, Any],
     source: dict[str, Any],
-    seen_entry: list[int] | None,
     history: dict[str, Any] | None,
     cfg: filters.FilterConfig,
     retention_s: float,
     now: datetime,
 ) -> Decision:
+    """Outcome of one valid measurement given its sensor's state.
+
+    The sensor's state holds, besides its NowCast hours and recent values, `seen`: every accepted time within
+    `retention_s` of its newest time, with the (partition, offset) of the message that was accepted for it.
+    One entry per sensor keeps de-duplication to one read and one write per message, and bounded: times
+    that fall out of the window are dropped as the sensor moves on.
+    """
     partition, offset = source["partition"], source["offset"]
-    replay = seen_entry is not None and seen_entry[0] == partition and seen_entry[1] == offset
-    if seen_entry is not None and not replay:
+    epoch = int(parse_utc(m["datetime_utc"]).timestamp())
+    history = history or {}
+    seen: dict[str, list[int]] = history.get("seen", {})
+    accepted = seen.get(str(epoch))
+    replay = accepted is not None and accepted[0] == partition and accepted[1] == offset
+    if accepted is not None and not replay:
         return Decision("duplicate")
 
     normalised = units.normalise(m["parameter"], m["value"], m["unit"])
@@ -70,8 +74,6 @@ def decide(
         normalised = (m["value"], m["unit"])
     value, unit = normalised
 
-    epoch = int(parse_utc(m["datetime_utc"]).timestamp())
-    history = dict(history or {})
     newest = int(history.get("newest", epoch))
     if not replay and epoch < newest - retention_s:
         # Older than the de-duplication window of this sensor: it can no longer be told apart from a repeat.
@@ -83,27 +85,24 @@ def decide(
     if filters.stuck_flag(recent, value, hours=cfg.stuck_hours):
         flags.append("stuck")
     recent = (recent + [value])[-STUCK_WINDOW:]
-    # The sensor's accepted times inside the window; older ones leave `seen`, which keeps it bounded.
     newest = max(newest, epoch)
-    accepted = sorted(set(history.get("seen", [])) | {epoch})
-    keep = [t for t in accepted if t >= newest - retention_s]
-    expired = tuple(f"{m['sensor_id']}|{format_utc_epoch(t)}" for t in accepted if t < newest - retention_s)
-    new_history = {"newest": newest, "hours": hours, "recent": recent, "seen": keep}
+    horizon = newest - retention_s
+    kept = {t: src for t, src in seen.items() if int(t) >= horizon}
+    kept[str(epoch)] = [partition, offset]
+    new_history = {"newest": newest, "hours": hours, "recent": recent, "seen": kept}
 
     aqi, basis, nowcast = transform.score(m["parameter"], value, unit, window)
     record = transform.shape_record(m, value, unit, aqi, basis, source, flags)
     if nowcast is not None:
         record["nowcast"] = nowcast
-    entry = seen_entry if replay else [partition, offset, epoch]
-    return Decision("write", record=record, seen_entry=entry, history=new_history, expired=expired)
+    return Decision("write", record=record, history=new_history)
 
 
-def format_utc_epoch(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
-    """Merge a written record into its location's latest-values entry (newest time per parameter wins)."""
+def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Merge a written record into its location's latest-values entry; None when it is not newer."""
+    prev = (current or {}).get("parameters", {}).get(record["parameter"])
+    if prev is not None and prev["datetime_utc"] > record["datetime_utc"]:
+        return None
     entry = dict(current or {})
     entry["location"] = {
         "location_id": record["location_id"],

@@ -17,23 +17,15 @@ ROCKSDB_OPTIONS = {
     "block_cache_compressed_size": 4 * 1024 * 1024,
 }
 
-# (sensor id, UTC time) -> [partition, offset, epoch seconds] of the message that was accepted for it.
-# Expired by event time (see agents.sweep_seen), so it grows with the number of sensors, not with time.
-seen = app.Table(
-    "seen",
-    key_type=str,
-    partitions=settings.partitions,
-    options=dict(ROCKSDB_OPTIONS),
-    help="Measurements already accepted, for de-duplication.",
-)
-
-# sensor id -> {"newest": epoch, "hours": {hour: value}, "recent": [values]}: NowCast input and stuck check.
+# sensor id -> {"newest": epoch, "hours": {hour: value}, "recent": [values], "seen": {epoch: [partition, offset]}}:
+# the de-duplication window (times accepted within `dedup.retention_hours` of the newest), the NowCast input
+# and the stuck check, in one entry so that each message costs one read and one write.
 sensor_history = app.Table(
     "sensor_history",
     key_type=str,
     partitions=settings.partitions,
     options=dict(ROCKSDB_OPTIONS),
-    help="Last 12 hourly values and the newest time of each sensor.",
+    help="De-duplication window, last 12 hourly values and recent values of each sensor.",
 )
 
 # location id -> {"location": {...}, "parameters": {name: latest record summary}}; served by any worker.
