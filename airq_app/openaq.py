@@ -343,6 +343,14 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
+class _RateLimited(Exception):
+    """Internal: a 429; the budget already blocks until the reset."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"429, wait {wait:.1f} s")
+        self.wait = wait
+
+
 class OpenAQClient:
     """Blocking OpenAQ v3 client with retries, a client-side rate budget and paging.
 
@@ -430,7 +438,7 @@ class OpenAQClient:
             "last_error": self.last_error,
         }
 
-    # -- one request -------------------------------------------------------------------------------------------
+    # -- one request -----------------------------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * (2**attempt))
@@ -541,7 +549,7 @@ class OpenAQClient:
                 log.error("openaq: %s (not retried)", exc)
                 raise
 
-    # -- paging ------------------------------------------------------------------------------------------------
+    # -- paging ----------------------------------------------------------------------------------------------------
 
     def iter_pages(
         self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT, max_pages: int = 100_000
@@ -563,7 +571,7 @@ class OpenAQClient:
         for results in self.iter_pages(path, params, limit=limit):
             yield from results
 
-    # -- endpoints ---------------------------------------------------------------------------------------------
+    # -- endpoints -------------------------------------------------------------------------------------------------
 
     def list_locations(
         self, filters: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT
@@ -610,12 +618,6 @@ class OpenAQClient:
         """Raw rows with period end in (datetime_from, datetime_to]."""
         params = {"datetime_from": datetime_from, "datetime_to": datetime_to}
         return list(self.paginate(f"/v3/sensors/{int(sensor_id)}/measurements", params, limit=limit))
-
-
-class _RateLimited(Exception):
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"429, wait {wait:.1f} s")
-        self.wait = wait
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -684,9 +686,10 @@ def index_locations(locations: Iterable[Mapping[str, Any]]) -> dict[int, dict[st
 
 
 def _fetched(fetched_at: datetime | str | None) -> str | None:
-    if fetched_at is None:
-        return None
-    return normalise_utc(fetched_at) if not isinstance(fetched_at, str) or not fetched_at.endswith("Z") else fetched_at
+    # The poller passes one "...Z" string per cycle: skip re-parsing it for every row.
+    if isinstance(fetched_at, str) and fetched_at.endswith("Z"):
+        return fetched_at
+    return normalise_utc(fetched_at)
 
 
 def _measurement(

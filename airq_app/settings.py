@@ -18,6 +18,16 @@ from jsonschema.exceptions import ValidationError, best_match
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
 ROLES = ("all", "ingest", "process")
+
+# Bounded RocksDB memory per partition DB (Faust's default block cache is 2 GiB per partition).
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 8 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 16 * 1024 * 1024,
+    "block_cache_size": 16 * 1024 * 1024,
+    "block_cache_compressed_size": 4 * 1024 * 1024,
+}
+
 SIMULATOR_KEY = "airq-simulator"  # the simulator accepts any key; this one marks simulator mode
 
 DEFAULTS: dict[str, dict[str, Any]] = {

@@ -409,7 +409,7 @@ class World:
             for s in loc.sensors:
                 self.by_parameter.setdefault(s.parameter.id, []).append(s)
 
-    # -- building --------------------------------------------------------------------------------------------
+    # -- building --------------------------------------------------------------------------------------------------
 
     def _build(self) -> None:
         rng = random.Random(self.seed)
@@ -509,7 +509,7 @@ class World:
             loc.sensors.append(Sensor(sid, param, loc, base, 0, first))
         return loc
 
-    # -- time and values ---------------------------------------------------------------------------------------
+    # -- time and values -------------------------------------------------------------------------------------------
 
     def now(self) -> float:
         return self.config.clock() + self.config.time_offset_s
@@ -563,7 +563,7 @@ class World:
             return -sig3(max(value, 0.001) * (0.05 + _u(self.seed, sensor.id, "neg", hour)))
         return value
 
-    # -- JSON shapes -------------------------------------------------------------------------------------------
+    # -- JSON shapes -----------------------------------------------------------------------------------------------
 
     @staticmethod
     def parameter_json(p: Parameter, *, display: bool = True) -> dict[str, Any]:
@@ -773,7 +773,7 @@ class Simulator:
             self._hour_used.clear()
             self._cache.clear()
 
-    # -- rate limit ------------------------------------------------------------------------------------------
+    # -- rate limit ------------------------------------------------------------------------------------------------
 
     def rate_check(self, key: str, now: float) -> tuple[bool, dict[str, str]]:
         """Count the request against the key's calendar minute (and hour); (allowed, headers)."""
@@ -811,7 +811,7 @@ class Simulator:
         }
 
     def forced_429_headers(self, key: str, now: float) -> dict[str, str]:
-        limit = max(self.config.rate_limit_per_minute, 1)
+        limit = self.config.rate_limit_per_minute or 60  # unlimited servers still report the real default
         ms = self.config.minute_seconds
         return self.rate_headers(limit, limit, max(1, math.ceil((int(now // ms) + 1) * ms - now)))
 
@@ -1041,7 +1041,7 @@ def _path_int(request: web.Request, name: str) -> int:
         raise QueryError(name, "Input should be a valid integer", request.match_info[name]) from None
 
 
-# -- /v3 handlers ----------------------------------------------------------------------------------------------------
+# -- /v3 handlers --------------------------------------------------------------------------------------------------
 
 
 def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -1237,7 +1237,7 @@ async def sensor_measurements(request: web.Request) -> web.Response:
     return _series(request, "raw")
 
 
-# -- control endpoints -----------------------------------------------------------------------------------------------
+# -- control endpoints ---------------------------------------------------------------------------------------------
 
 
 async def control_stats(request: web.Request) -> web.Response:

@@ -7,15 +7,7 @@ partition: the worker that owns a topic partition owns the matching table partit
 from __future__ import annotations
 
 from airq_app.application import app, settings
-
-# Bounded RocksDB memory per partition DB (Faust's default block cache is 2 GiB per partition).
-ROCKSDB_OPTIONS = {
-    "write_buffer_size": 8 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "target_file_size_base": 16 * 1024 * 1024,
-    "block_cache_size": 16 * 1024 * 1024,
-    "block_cache_compressed_size": 4 * 1024 * 1024,
-}
+from airq_app.settings import ROCKSDB_OPTIONS
 
 # sensor id -> {"newest": epoch, "hours": {hour: value}, "recent": [values], "seen": {epoch: [partition, offset]}}:
 # the de-duplication window (times accepted within `dedup.retention_hours` of the newest), the NowCast input

@@ -16,7 +16,8 @@ Which index each pollutant gets from one hourly value (`score`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from airq_app import aqi as aqi_mod
@@ -45,6 +46,17 @@ def _hour_key(dt: datetime) -> str:
     return format_utc(dt.replace(minute=0, second=0, microsecond=0))
 
 
+@lru_cache(maxsize=8192)
+def _key_of_hour(hour: int) -> str:
+    """`...T13:00:00Z` for an hour number (hours since the epoch); cached, every sensor asks for the same."""
+    return format_utc(datetime.fromtimestamp(hour * 3600, UTC))
+
+
+@lru_cache(maxsize=8192)
+def _hour_of_key(key: str) -> int:
+    return int(parse_utc(key).timestamp()) // 3600
+
+
 def hourly_window(
     existing: Mapping[str, float], dt_utc: str, value: float, keep_hours: int = NOWCAST_HOURS
 ) -> tuple[dict[str, float], list[float | None]]:
@@ -55,13 +67,12 @@ def hourly_window(
     newest-first list for *this* measurement: index 0 is its hour, then the `keep_hours - 1` hours before it,
     None where no value is known.
     """
-    hour = parse_utc(dt_utc).replace(minute=0, second=0, microsecond=0)
+    hour = int(parse_utc(dt_utc).timestamp()) // 3600
     merged = dict(existing)
-    merged[_hour_key(hour)] = value
-    window: list[float | None] = [merged.get(_hour_key(hour - timedelta(hours=i))) for i in range(keep_hours)]
-    newest = max(parse_utc(k) for k in merged)
-    oldest_kept = newest - timedelta(hours=keep_hours - 1)
-    kept = {k: v for k, v in merged.items() if parse_utc(k) >= oldest_kept}
+    merged[_key_of_hour(hour)] = value
+    window: list[float | None] = [merged.get(_key_of_hour(hour - i)) for i in range(keep_hours)]
+    newest = max(_hour_of_key(k) for k in merged)
+    kept = {k: v for k, v in merged.items() if _hour_of_key(k) > newest - keep_hours}
     return kept, window
 
 
