@@ -47,6 +47,7 @@ class AirqApp(faust.App):
         await super().on_stop()
 
     async def on_first_start(self) -> None:
+        self.conf.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         await super().on_first_start()
         bootstrap = [f"{u.host}:{u.port or 9092}" for u in self.conf.broker]
         await wait_for_broker(bootstrap, settings.web_bind, settings.web_port)

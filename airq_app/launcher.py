@@ -76,7 +76,9 @@ def run() -> int:
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell starting `make run` in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     try:
         if local_kafka.configured_broker():
             print(f"airq: using the broker at {settings.broker}", flush=True)

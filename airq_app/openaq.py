@@ -454,7 +454,10 @@ class OpenAQClient:
             self.request_count += 1
             log.debug("openaq: GET %s %s", path, query)
             try:
-                resp = self.session.get(self.base_url + path, params=query, headers=headers, timeout=self.timeout)
+                # no redirects: requests would forward X-API-Key to whatever host a redirect names
+                resp = self.session.get(
+                    self.base_url + path, params=query, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
                 body = resp.content  # read fully here so a broken body counts as this attempt's failure
             except requests.Timeout as exc:
                 self.error_counts["timeout"] += 1

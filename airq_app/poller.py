@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from airq_app import openaq
+from airq_app import metrics, openaq
 from airq_app.application import app, settings
 from airq_app.status import status
 from airq_app.topics import measurements
@@ -110,9 +110,9 @@ async def poll_cycle() -> dict[str, Any]:
     except openaq.OpenAQError as exc:
         errors.append(f"locations: {exc}")
         log.error("airq: refreshing locations failed: %s", exc)
-    ids = openaq.parameter_ids(settings.parameters)
     fetched_at = _now_iso()
-    for name, parameter_id in ids.items():
+    # One OpenAQ parameter id per unit (e.g. no2 in ppm, ppb and µg/m³): each is a separate /latest listing.
+    for name, parameter_id in openaq.parameter_variants(settings.parameters):
         try:
             items = await asyncio.to_thread(lambda pid=parameter_id: list(client.latest_for_parameter(pid)))
         except openaq.OpenAQError as exc:
@@ -135,6 +135,9 @@ async def poll_cycle() -> dict[str, Any]:
     last.errors = errors[-10:]
     last.outcome = "ok" if not errors else ("partial" if sent else "failed")
     last.rate_limit_remaining = client.last_rate_limit_remaining
+    status.openaq_responses.clear()
+    status.openaq_responses.update(client.status_counts)
+    metrics.poll_duration_seconds.observe(last.duration_s)
     log.info(
         "airq: poll cycle %s: %d measurements sent, %d requests, %.1f s",
         last.outcome,

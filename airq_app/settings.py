@@ -52,7 +52,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "filters": {},
     "dedup": {"retention_hours": 72},
-    "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 30, "flush_interval_s": 1.0},
+    "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 10, "flush_interval_s": 1.0},
 }
 
 

@@ -60,6 +60,8 @@ class OpenFile:
     acks: list[Callable[[], object]] = field(default_factory=list)
     handle: object | None = None
     renamed: bool = False
+    finished: bool = False
+    io_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -255,6 +257,15 @@ class JsonLinesSink:
     # -- the durable steps -------------------------------------------------------------------------------
 
     async def _flush(self, f: OpenFile) -> None:
+        # Shielded: a cancelled caller (a timer stopped at shutdown) must not abandon a write that a worker
+        # thread is already doing, or the batch would be both on disk and back in `pending`.
+        await asyncio.shield(self._flush_now(f))
+
+    async def _flush_now(self, f: OpenFile) -> None:
+        async with f.io_lock:
+            await self._flush_locked(f)
+
+    async def _flush_locked(self, f: OpenFile) -> None:
         if not f.pending:
             return
         # Take the batch before awaiting: the stream keeps appending to the open file meanwhile.
@@ -294,7 +305,15 @@ class JsonLinesSink:
             state.closing.pop(0)
 
     async def _finish_file(self, state: PartitionState, f: OpenFile) -> None:
-        await self._flush(f)
+        await asyncio.shield(self._finish_file_now(state, f))  # see _flush: never half-done on cancellation
+
+    async def _finish_file_now(self, state: PartitionState, f: OpenFile) -> None:
+        async with f.io_lock:
+            if not f.finished:
+                await self._finish_locked(state, f)
+
+    async def _finish_locked(self, state: PartitionState, f: OpenFile) -> None:
+        await self._flush_locked(f)
         if f.handle is not None:
             handle = f.handle
             await asyncio.to_thread(os.fsync, handle.fileno())  # type: ignore[attr-defined]
@@ -307,6 +326,7 @@ class JsonLinesSink:
             await asyncio.to_thread(_fsync_dir, final.parent)
         await asyncio.to_thread(self._write_checkpoint, f.partition, f.last_offset, final)
         state.finished_offset = max(state.finished_offset, f.last_offset)
+        f.finished = True
         acks, f.acks = f.acks, []
         for ack in acks:
             ack()

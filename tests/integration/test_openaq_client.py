@@ -34,7 +34,7 @@ def fresh(sim: SimulatorThread) -> Iterator[SimulatorThread]:
     sim.set_faults(reset=True)
 
 
-# -- paging ------------------------------------------------------------------------------------------------------------
+# -- paging --------------------------------------------------------------------------------------------------------
 
 
 def test_list_locations_pages_until_a_short_page(fresh: SimulatorThread) -> None:
@@ -103,7 +103,7 @@ def test_sensor_hours_catch_up(fresh: SimulatorThread) -> None:
     assert [r["period"]["label"] for r in raw] == ["raw", "raw"]
 
 
-# -- errors that are not retried ----------------------------------------------------------------------------------------
+# -- errors that are not retried -----------------------------------------------------------------------------------
 
 
 def test_401_without_key_is_not_retried(fresh: SimulatorThread) -> None:
@@ -127,7 +127,7 @@ def test_404_and_422_are_not_retried(fresh: SimulatorThread) -> None:
     assert client.request_count == 3 and client.retry_count == 0
 
 
-# -- retries ------------------------------------------------------------------------------------------------------------
+# -- retries -------------------------------------------------------------------------------------------------------
 
 
 def test_retries_on_5xx_408_and_malformed_json(fresh: SimulatorThread) -> None:
@@ -180,7 +180,7 @@ def test_connection_errors_are_retried_then_reported() -> None:
     assert client.error_counts["connection"] == 3
 
 
-# -- rate limits ---------------------------------------------------------------------------------------------------------
+# -- rate limits ---------------------------------------------------------------------------------------------------
 
 
 def test_budget_keeps_a_busy_client_under_the_limit() -> None:
@@ -204,11 +204,11 @@ def test_budget_adopts_the_servers_lower_limit() -> None:
 
 
 def test_budget_per_hour() -> None:
-    with running_simulator(locations=30, rate_limit_per_minute=100, minute_seconds=0.05) as s:
-        client = fast_client(s.url, per_minute=100, per_hour=3, minute_seconds=0.05)  # an "hour" of 3 s
+    with running_simulator(locations=30, rate_limit_per_minute=100, minute_seconds=0.02) as s:
+        client = fast_client(s.url, per_minute=100, per_hour=3, minute_seconds=0.02)  # an "hour" of 1.2 s
         started = time.monotonic()
         client.list_locations({}, limit=10)  # 4 requests: the 4th waits for the hour window
-        assert time.monotonic() - started >= 3.0
+        assert time.monotonic() - started >= 1.2
         assert s.stats(include_served=False)["rate_limited"] == 0
 
 
@@ -243,7 +243,7 @@ def test_persistent_429_is_reported(fresh: SimulatorThread) -> None:
         fresh.sim.config.minute_seconds = 60.0
 
 
-# -- the key never leaks ---------------------------------------------------------------------------------------------------
+# -- the key never leaks -------------------------------------------------------------------------------------------
 
 
 def test_key_never_appears_in_logs_errors_or_status(fresh: SimulatorThread, caplog: pytest.LogCaptureFixture) -> None:

@@ -37,7 +37,7 @@ def sample(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-# -- auth ------------------------------------------------------------------------------------------------------------
+# -- auth ----------------------------------------------------------------------------------------------------------
 
 
 def test_401_without_key_has_the_waf_body(sim: SimulatorThread) -> None:
@@ -55,7 +55,7 @@ def test_configured_keys_reject_others() -> None:
         assert r.status_code == 401 and r.json() == {"detail": "Invalid credentials"}
 
 
-# -- shapes ------------------------------------------------------------------------------------------------------------
+# -- shapes --------------------------------------------------------------------------------------------------------
 
 
 def test_location_shape_matches_the_real_payload(sim: SimulatorThread) -> None:
@@ -90,13 +90,17 @@ def test_latest_shape_matches_the_real_payload(sim: SimulatorThread) -> None:
 
 def test_hours_shape_matches_the_real_payload(sim: SimulatorThread) -> None:
     real = sample("sdk_sensor_hours.json")["results"][0]
-    body = get(sim, "/v3/sensors/3920/hours", datetime_from="2025-01-01T00:00:00Z", datetime_to="2025-01-01T05:00:00Z").json()
+    body = get(
+        sim, "/v3/sensors/3920/hours", datetime_from="2025-01-01T00:00:00Z", datetime_to="2025-01-01T05:00:00Z"
+    ).json()
     assert len(body["results"]) == 5
     row = body["results"][0]
     assert set(real) <= set(row)
     assert row["period"]["label"] == "1hour" and row["period"]["interval"] == "01:00:00"
     assert row["parameter"]["displayName"] is None
-    raw = get(sim, "/v3/sensors/3920/measurements", datetime_from="2025-01-01T00:00:00Z", datetime_to="2025-01-01T02:00:00Z")
+    raw = get(
+        sim, "/v3/sensors/3920/measurements", datetime_from="2025-01-01T00:00:00Z", datetime_to="2025-01-01T02:00:00Z"
+    )
     assert raw.json()["results"][0]["period"]["label"] == "raw"
     assert raw.json()["results"][0]["summary"] is None
 
@@ -136,7 +140,7 @@ def test_units_like_real_networks(sim: SimulatorThread) -> None:
     assert {p for p, _ in units} >= {"pm25", "pm10", "o3", "no2", "so2", "co"}
 
 
-# -- filters and errors ------------------------------------------------------------------------------------------------
+# -- filters and errors --------------------------------------------------------------------------------------------
 
 
 def test_location_filters(sim: SimulatorThread) -> None:
@@ -145,7 +149,9 @@ def test_location_filters(sim: SimulatorThread) -> None:
     by_id = get(sim, "/v3/locations", countries_id="155", limit=1000).json()["results"]
     assert [r["id"] for r in by_id] == [r["id"] for r in us]
     box = get(sim, "/v3/locations", bbox="-125,30,-100,50", limit=1000).json()["results"]
-    assert box and all(-125 <= r["coordinates"]["longitude"] <= -100 and 30 <= r["coordinates"]["latitude"] <= 50 for r in box)
+    assert box and all(
+        -125 <= r["coordinates"]["longitude"] <= -100 and 30 <= r["coordinates"]["latitude"] <= 50 for r in box
+    )
     ppb_no2 = get(sim, "/v3/locations", parameters_id="15", limit=1000).json()["results"]
     assert ppb_no2 and all(any(s["parameter"]["id"] == 15 for s in r["sensors"]) for r in ppb_no2)
     near = get(sim, "/v3/locations", coordinates="35.1353,-106.584702", radius=1000).json()["results"]
@@ -154,7 +160,14 @@ def test_location_filters(sim: SimulatorThread) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 1001}, {"page": 0}, {"iso": "US", "countries_id": 155}, {"bbox": "10,10,0,0"}, {"bbox": "x"}],
+    [
+        {"limit": 0},
+        {"limit": 1001},
+        {"page": 0},
+        {"iso": "US", "countries_id": 155},
+        {"bbox": "10,10,0,0"},
+        {"bbox": "x"},
+    ],
 )
 def test_bad_queries_get_422(sim: SimulatorThread, params: dict[str, Any]) -> None:
     r = get(sim, "/v3/locations", **params)
@@ -183,11 +196,15 @@ def test_series_window_semantics(sim: SimulatorThread) -> None:
     assert bad.status_code == 422
 
 
-# -- determinism and time --------------------------------------------------------------------------------------------
+# -- determinism and time ------------------------------------------------------------------------------------------
 
 
 def test_world_is_deterministic() -> None:
-    a, b, c = World(WorldConfig(locations=50, seed=3)), World(WorldConfig(locations=50, seed=3)), World(WorldConfig(locations=50, seed=4))
+    a, b, c = (
+        World(WorldConfig(locations=50, seed=3)),
+        World(WorldConfig(locations=50, seed=3)),
+        World(WorldConfig(locations=50, seed=4)),
+    )
     assert [loc.id for loc in a.locations] == [loc.id for loc in b.locations]
     assert sorted(a.sensors) == sorted(b.sensors)
     hour = 480_000
@@ -208,7 +225,9 @@ def test_values_follow_the_clock() -> None:
         moved = get(s, "/v3/locations/2178/latest").json()["results"]
         assert {i["datetime"]["utc"] for i in moved} == {"2025-06-01T15:00:00Z"}
         # the hourly series agrees with what /latest said for the same hour
-        hours = get(s, "/v3/sensors/3920/hours", datetime_from="2025-06-01T12:00:00Z", datetime_to="2025-06-01T13:00:00Z")
+        hours = get(
+            s, "/v3/sensors/3920/hours", datetime_from="2025-06-01T12:00:00Z", datetime_to="2025-06-01T13:00:00Z"
+        )
         assert hours.json()["results"][0]["value"] == next(i["value"] for i in later if i["sensorsId"] == 3920)
 
 
@@ -222,7 +241,7 @@ def test_daily_cycle_is_plausible() -> None:
     assert max(by_local_hour, key=by_local_hour.__getitem__) in range(11, 19)  # ozone peaks in the afternoon
 
 
-# -- rate limit ---------------------------------------------------------------------------------------------------------
+# -- rate limit ----------------------------------------------------------------------------------------------------
 
 
 def test_rate_limit_per_calendar_minute() -> None:
@@ -246,11 +265,13 @@ def test_rate_limit_per_calendar_minute() -> None:
         assert stats["rate_limited"] == 1 and stats["max_requests_per_minute"] >= 7
 
 
-# -- faults ------------------------------------------------------------------------------------------------------------
+# -- faults --------------------------------------------------------------------------------------------------------
 
 
 def test_fail_next_and_kinds(sim: SimulatorThread) -> None:
-    r = requests.post(sim.url + "/_sim/faults", json={"fail_next": [503, "malformed", 429], "kinds": ["parameters"]}, timeout=5)
+    r = requests.post(
+        sim.url + "/_sim/faults", json={"fail_next": [503, "malformed", 429], "kinds": ["parameters"]}, timeout=5
+    )
     assert r.json()["fail_next"] == [503, "malformed", 429]
     try:
         assert get(sim, "/v3/locations", limit=1).status_code == 200  # other kinds untouched
