@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.transport.producer import ProducerBuffer
 
 from airq_app.settings import ConfigError, Settings, load_settings
 from airq_app.startup import ensure_topics, wait_for_broker
@@ -26,6 +27,11 @@ log = logging.getLogger("airq")
 web_host = os.environ.get("AIRQ_WEB_HOST") or (
     "127.0.0.1" if settings.web_bind in ("127.0.0.1", "localhost") else os.uname().nodename
 )
+
+
+# Table writes queue changelog messages in this buffer; past `max_messages` the stream waits while it drains one
+# message at a time. Faust's 100 makes that wait happen every few events.
+ProducerBuffer.max_messages = 10_000
 
 
 class AirqApp(faust.App):

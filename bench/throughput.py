@@ -1,0 +1,233 @@
+"""Throughput: airq against a hand-written aiokafka loop doing the same work, on the real local broker.
+
+N realistic raw measurements (a share of them repeats) are pre-loaded into a topic; then
+1. one airq worker (`faust -A airq_app worker`, a subprocess) runs until every distinct measurement is in
+   finished files: messages per second from its start, and its peak RSS;
+2. the baseline: one aiokafka consumer, batches of up to 2,000, the same pure functions (`parse_measurement`,
+   `processing.decide`), the same per-sensor state in RocksDB (rocksdict), JSON Lines written per partition and
+   renamed when done, offsets committed after the write; measured the same way, in its own process.
+
+    python -m bench.throughput --messages 1000000 --repeats 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.support import Pipeline, create_topic, measurement, produce, wait_for
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+class PeakRss(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0.0, True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.5)
+
+
+def workload(n: int, repeats: float, sensors: int = 10_000, seed: int = 5) -> tuple[list[tuple[bytes, bytes]], int]:
+    rng = random.Random(seed)
+    distinct = int(n * (1 - repeats))
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = []
+    for i in range(distinct):
+        sensor = 100_000 + i % sensors
+        # 10,000 sensors, most recent first; finer than hourly when there are more than 60 per sensor
+        step = i // sensors
+        when = top - timedelta(minutes=step * max(1, 60 * 60 // max(1, distinct // sensors)) // 60)
+        m = measurement(
+            sensor, when.strftime("%Y-%m-%dT%H:%M:%SZ"), value=round(rng.uniform(1, 90), 1), location_id=sensor // 5
+        )
+        rows.append((str(m["location_id"]).encode(), orjson.dumps(m)))
+    rows += [rows[rng.randrange(distinct)] for _ in range(n - distinct)]
+    head, tail = rows[: distinct // 2], rows[distinct // 2 :]
+    rng.shuffle(tail)
+    return head + tail, distinct
+
+
+def bench_airq(bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], distinct: int) -> dict[str, Any]:
+    p = Pipeline(
+        base / "airq", bootstrap, output__rotate_max_age_s=2, filters__max_age_hours=8760, dedup__retention_hours=8760
+    )
+    create_topic(bootstrap, p.topic)
+    produce(bootstrap, p.topic, messages)
+    w = p.worker("bench")
+    started = time.perf_counter()
+    w.start(wait_ready=False)
+    assert w.proc is not None
+    peak = PeakRss(w.proc.pid)
+    peak.start()
+    try:
+        wait_for(lambda: _written(w) >= distinct, 7200, interval=0.5, what="airq to write everything")
+        elapsed = time.perf_counter() - started
+    finally:
+        peak.running = False
+        w.stop()
+    return {
+        "msgs_per_s": round(len(messages) / elapsed),
+        "elapsed_s": round(elapsed, 1),
+        "peak_rss_mb": round(peak.peak),
+    }
+
+
+def _written(w: Any) -> int:
+    try:
+        return int(w.status()["counters"]["written"])
+    except Exception:
+        return 0
+
+
+def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, result: Any) -> None:
+    result.update(asyncio.run(_baseline(bootstrap, topic, Path(out), distinct)))
+
+
+async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer
+    from rocksdict import Options, Rdict
+
+    from airq_app.filters import FilterConfig
+    from airq_app.processing import decide
+    from airq_app.validation import InvalidMessage, parse_measurement
+
+    opts = Options()
+    opts.create_if_missing(True)
+    db = Rdict(str(out / "state.db"), opts)
+    cfg = FilterConfig(max_age_hours=8760)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"baseline-{os.getpid()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    written = 0
+    files: dict[int, Any] = {}
+    try:
+        while written < distinct:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            now = datetime.now(UTC)
+            for tp, records in batch.items():
+                lines = []
+                for r in records:
+                    try:
+                        m = parse_measurement(r.value)
+                    except InvalidMessage:
+                        continue
+                    key = str(m["sensor_id"]).encode()
+                    raw = db.get(key)
+                    d = decide(
+                        m,
+                        {"topic": tp.topic, "partition": tp.partition, "offset": r.offset},
+                        orjson.loads(raw) if raw is not None else None,
+                        cfg,
+                        8760 * 3600,
+                        now,
+                    )
+                    if d.outcome == "write":
+                        db[key] = orjson.dumps(d.history)
+                        lines.append(orjson.dumps(d.record) + b"\n")
+                if lines:
+                    f = files.get(tp.partition)
+                    if f is None:
+                        f = files[tp.partition] = open(out / f"part-{tp.partition:05d}.inprogress", "ab")
+                    await asyncio.to_thread(f.write, b"".join(lines))
+                    written += len(lines)
+            for f in files.values():
+                f.flush()
+            await consumer.commit()
+        for partition, f in files.items():
+            os.fsync(f.fileno())
+            f.close()
+            os.rename(out / f"part-{partition:05d}.inprogress", out / f"part-{partition:05d}.jsonl")
+    finally:
+        await consumer.stop()
+        db.close()
+    return {"elapsed_s": time.perf_counter() - started}
+
+
+def bench_baseline(bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], distinct: int) -> dict[str, Any]:
+    topic = f"baseline-{os.getpid()}-{int(time.time())}"
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, messages)
+    out = base / "baseline"
+    out.mkdir(parents=True)
+    with multiprocessing.Manager() as manager:
+        result = manager.dict()
+        started = time.perf_counter()
+        proc = multiprocessing.Process(target=_baseline_process, args=(bootstrap, topic, str(out), distinct, result))
+        proc.start()
+        peak = PeakRss(proc.pid or 0)
+        peak.start()
+        proc.join()
+        elapsed = time.perf_counter() - started
+        peak.running = False
+    lines = sum(1 for f in out.glob("*.jsonl") for _ in f.open("rb"))
+    assert lines == distinct, f"baseline wrote {lines} of {distinct}"
+    return {
+        "msgs_per_s": round(len(messages) / elapsed),
+        "elapsed_s": round(elapsed, 1),
+        "peak_rss_mb": round(peak.peak),
+    }
+
+
+def run(bootstrap: str, n: int, repeats: float) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="airq-bench-"))
+    try:
+        messages, distinct = workload(n, repeats)
+        airq = bench_airq(bootstrap, base, messages, distinct)
+        baseline = bench_baseline(bootstrap, base, messages, distinct)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return {
+        "messages": n,
+        "distinct": distinct,
+        "airq_msgs_per_s": airq["msgs_per_s"],
+        "airq_peak_rss_mb": airq["peak_rss_mb"],
+        "baseline_msgs_per_s": baseline["msgs_per_s"],
+        "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+        "ratio": round(airq["msgs_per_s"] / baseline["msgs_per_s"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=float, default=0.2)
+    parser.add_argument("--broker", default="127.0.0.1:9092")
+    args = parser.parse_args()
+    print(json.dumps(run(args.broker, args.messages, args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
