@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ client = openaq.OpenAQClient(
 _cycle = asyncio.Lock()
 _locations_file = settings.data_dir / "locations.json"
 _sensor_index: dict[int, dict[str, Any]] = {}
+_state_file = settings.data_dir / "poller_state.json"
+_last_sent: dict[int, str] = {}  # sensor id -> newest datetime_utc sent, kept across restarts for catch-up
+CATCH_UP_GAP_S = 2 * 3600  # a longer silence between two /latest values means missed hours
 _locations_fetched_at = 0.0
 
 
@@ -111,6 +114,9 @@ async def poll_cycle() -> dict[str, Any]:
         errors.append(f"locations: {exc}")
         log.error("airq: refreshing locations failed: %s", exc)
     fetched_at = _now_iso()
+    if not _last_sent:
+        _last_sent.update(await asyncio.to_thread(_load_last_sent, _state_file))
+    gaps: list[tuple[int, str, str]] = []
     # One OpenAQ parameter id per unit (e.g. no2 in ppm, ppb and µg/m³): each is a separate /latest listing.
     for name, parameter_id in openaq.parameter_variants(settings.parameters):
         try:
@@ -125,8 +131,14 @@ async def poll_cycle() -> dict[str, Any]:
             if m is None or m["parameter"] != name or not selected(m):
                 status.inc("poll_skipped")
                 continue
-            await measurements.send(key=str(m["location_id"]).encode(), value=orjson.dumps(m))
+            previous = _last_sent.get(m["sensor_id"])
+            gap = catch_up_gap(previous, m["datetime_utc"])
+            if gap is not None and previous is not None:
+                gaps.append((m["sensor_id"], previous, *gap))
+            await send(m)
             sent += 1
+    sent += await catch_up(gaps, fetched_at, errors)
+    await asyncio.to_thread(_save_last_sent, _state_file, dict(_last_sent))
     status.inc("produced", sent)
     last.finished_at = _now_iso()
     last.duration_s = round(time.monotonic() - started, 3)
@@ -149,6 +161,63 @@ async def poll_cycle() -> dict[str, Any]:
 
 
 _last_start = 0.0
+
+
+async def send(m: dict[str, Any]) -> None:
+    await measurements.send(key=str(m["location_id"]).encode(), value=orjson.dumps(m))
+    sensor = m["sensor_id"]
+    if m["datetime_utc"] > _last_sent.get(sensor, ""):
+        _last_sent[sensor] = m["datetime_utc"]
+
+
+def catch_up_gap(previous: str | None, current: str) -> tuple[str, str] | None:
+    """(from, to) of the hours a sensor missed between two polls, limited to the look-back window; or None."""
+    if previous is None or current <= previous:
+        return None
+    prev, cur = openaq.parse_utc(previous), openaq.parse_utc(current)
+    if (cur - prev).total_seconds() <= CATCH_UP_GAP_S:
+        return None
+    start = max(prev, cur - timedelta(hours=settings.lookback_hours))
+    return openaq.format_utc(start), openaq.format_utc(cur)
+
+
+async def catch_up(gaps: list[tuple[int, str, str, str]], fetched_at: str, errors: list[str]) -> int:
+    """Fetch the missed hours of sensors that were silent (e.g. while airq was down) from /sensors/{id}/hours.
+
+    At most half a minute's request budget per cycle; the other sensors keep their gap for the next cycles.
+    """
+    sent = 0
+    budget = max(1, settings.requests_per_minute // 2)
+    for sensor_id, previous, _since, _until in gaps[budget:]:
+        _last_sent[sensor_id] = previous  # the gap is seen again, and caught up, next cycle
+    for sensor_id, previous, since, until in gaps[:budget]:
+        try:
+            rows = await asyncio.to_thread(client.sensor_hours, sensor_id, since, until)
+        except openaq.OpenAQError as exc:
+            errors.append(f"catch-up {sensor_id}: {exc}")
+            _last_sent[sensor_id] = previous
+            continue
+        for row in rows:
+            m = openaq.measurement_from_hour(row, sensor_id, _sensor_index, fetched_at)
+            if m is not None and selected(m) and m["datetime_utc"] < until:
+                await send(m)
+                sent += 1
+                status.inc("caught_up")
+    return sent
+
+
+def _load_last_sent(path: Path) -> dict[int, str]:
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    except (FileNotFoundError, ValueError, AttributeError):
+        return {}
+
+
+def _save_last_sent(path: Path, last: dict[int, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps({str(k): v for k, v in last.items()}))
+    tmp.replace(path)
 
 
 @app.timer(1.0, on_leader=True)

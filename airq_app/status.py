@@ -58,6 +58,8 @@ class WorkerStatus:
             "dead_lettered_by_reason": dict(self.dead_lettered),
             "flagged": c["flagged"],
             "files_finished": c["files_finished"],
+            "caught_up": c["caught_up"],
+            "realigned": c["realigned"],
         }
 
 

@@ -82,3 +82,34 @@ def test_ingest_role_polls_without_processing(kafka: str, tmp_path: Path, simula
     assert status["assignment"]["active"] == []
     assert worker.get("/airq/locations/1")[0] == 404
     assert not list(p.output_dir.rglob("*.jsonl"))
+
+
+def test_missed_hours_are_caught_up_after_downtime(kafka: str, tmp_path: Path) -> None:
+    import urllib.request
+
+    sim = SimulatorThread(WorldConfig(locations=20, seed=9, rate_limit_per_minute=0, faults=Faults())).start()
+    try:
+        p = Pipeline(tmp_path, kafka)
+        worker = p.worker(role="ingest", OPENAQ_BASE_URL=sim.url, OPENAQ_API_KEY=SECRET, AIRQ_POLL_INTERVAL="60")
+        worker.start()
+        wait_for(lambda: worker.status()["counters"]["produced"] > 0, 60, what="first cycle")
+        worker.stop()
+        # Four hours pass while airq is down.
+        req = urllib.request.Request(f"{sim.url}/_sim/clock", data=b'{"advance_hours": 4}', method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+        worker.start()
+        wait_for(lambda: worker.status()["counters"].get("caught_up", 0) > 0, 60, what="catch-up")
+        hours = {(s, dt) for s, dt, _v, kind in sim.served() if kind != "latest"}
+        on_topic = {
+            (m["sensor_id"], m["datetime_utc"]) for m in map(lambda r: json.loads(r.value), consume_all(kafka, p.topic))
+        }
+        assert hours, "the catch-up asked /sensors/{id}/hours"
+        latest_hours = {dt for s, dt, _v, kind in sim.served() if kind == "latest"}
+        missed = {k for k in hours if k[1] not in latest_hours or k in on_topic}
+        assert missed <= on_topic
+        per_sensor: dict[int, set[str]] = {}
+        for s, dt in on_topic:
+            per_sensor.setdefault(s, set()).add(dt)
+        assert max(len(v) for v in per_sensor.values()) >= 4  # before, three missed hours, after
+    finally:
+        sim.stop()
