@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from faust.types import TopicT
+
 from airq_app.application import app, settings
 
 MEASUREMENTS_TOPIC = settings.topic_prefix + "air_quality_telematics"
@@ -9,25 +11,22 @@ DEAD_LETTER_TOPIC = settings.topic_prefix + "air_quality_telematics_dlq"
 
 # Raw bytes in both directions: the stream parses and validates each message itself, so that a
 # garbage message becomes a dead-letter entry instead of a decode error inside Faust.
-measurements = app.topic(
-    MEASUREMENTS_TOPIC,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    internal=True,
-)
 
-dead_letter = app.topic(
-    DEAD_LETTER_TOPIC,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    internal=True,
-)
+
+def _raw_topic(name: str) -> TopicT:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        internal=True,
+    )
+
+
+measurements = _raw_topic(MEASUREMENTS_TOPIC)
+dead_letter = _raw_topic(DEAD_LETTER_TOPIC)
 
 
 @app.task
