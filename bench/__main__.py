@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from airq_app import local_kafka
-from bench import poller, state, throughput
+from bench import poller, sink, state, throughput
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -47,6 +47,8 @@ def main() -> int:
     results["rss_mb_10m"] = next((r["rss_mb"] for r in rows if r["measurements"] == 10_000_000), None)
     print(f"poller: one cycle over {locations} simulated locations ...", flush=True)
     results["poller"] = poller.run(locations, 60.0)
+    print("sink: 1,000,000 records to finished files ...", flush=True)
+    results["sink"] = sink.run(1_000_000, 8)
     RESULTS.write_text(json.dumps(results, indent=2))
 
     print()
@@ -61,6 +63,7 @@ def main() -> int:
         f"| poller cycle ({pr['locations']} locations) | {pr['requests_per_cycle']} requests, "
         f"{pr['cycle_wall_s']} s, max {pr['max_requests_in_a_minute']}/min, {pr['rate_limited_429']} x 429 |"
     )
+    print(f"| sink alone | {results['sink']['records_per_s']} records/s to finished files |")
     print(f"\nmachine: {results['machine']}; written to {RESULTS}")
     return 0
 
