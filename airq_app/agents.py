@@ -41,6 +41,14 @@ def _finished(partition: int, records: int) -> None:
     status.inc("files_finished")
 
 
+async def flush_changelog() -> None:
+    """Deliver every queued table update to Kafka (Faust's own flush may return with some still queued)."""
+    producer = app.producer
+    while producer.buffer.size:
+        await producer.buffer.flush()
+    await producer.flush()
+
+
 sink = JsonLinesSink(
     settings.output_dir,
     worker_id=f"w{settings.web_port}",
@@ -48,6 +56,7 @@ sink = JsonLinesSink(
     max_age_s=settings.rotate_max_age_s,
     on_blocked=_blocked,
     on_finished=_finished,
+    before_finish=flush_changelog,
 )
 
 

@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +88,7 @@ class JsonLinesSink:
         flush_bytes: int = 1024 * 1024,
         on_blocked: Callable[[str | None], None] | None = None,
         on_finished: Callable[[int, int], None] | None = None,
+        before_finish: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.output_dir = output_dir
         self.state_dir = output_dir / "_state"
@@ -101,6 +102,8 @@ class JsonLinesSink:
         self._writable.set()
         self._on_blocked = on_blocked or (lambda reason: None)
         self._on_finished = on_finished or (lambda partition, records: None)
+        # Made durable before a file is: the state that decided its records (the tables' changelog).
+        self._before_finish = before_finish
         self._locks: dict[int, asyncio.Lock] = {}
 
     # -- ownership -------------------------------------------------------------------------------------
@@ -320,6 +323,11 @@ class JsonLinesSink:
             await handle.close()  # type: ignore[attr-defined]
             f.handle = None
         final = f.tmp_path.with_name(f"part-{f.partition:05d}-{f.first_offset:012d}-{f.last_offset:012d}.jsonl")
+        if not f.renamed and self._before_finish is not None:
+            # Once the file is finished its messages are never replayed, so the table updates they made (which
+            # mark them as seen) must be in Kafka first; otherwise a worker that recovers the tables without
+            # them would accept a later repeat as new.
+            await self._before_finish()
         if not f.renamed:  # a retry after a failed checkpoint must not rename twice
             await aiofiles.os.rename(f.tmp_path, final)
             f.renamed = True
@@ -349,8 +357,8 @@ class JsonLinesSink:
         """Run a durable step; on a storage error block the sink (never drop data) and report it."""
         try:
             await step(*args)  # type: ignore[misc]
-        except OSError as exc:
-            reason = _storage_reason(exc)
+        except Exception as exc:
+            reason = _storage_reason(exc) if isinstance(exc, OSError) else f"state not durable: {exc!r}"[:300]
             if self.blocked != reason:
                 log.error("airq: output blocked, not consuming until it can write again: %s", reason)
             self.blocked = reason
