@@ -51,6 +51,7 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(agents) -> None:
 
     async def go() -> None:
         agents.send_dead_letter = fake_dead_letter  # the dead-letter topic needs a broker
+        agents.sink._before_finish = None  # so does flushing the tables' changelog
         await agents.sink.open_partition(0)
         agents.next_offset[0] = 0
         hour = "2026-11-24T10:00:00Z"
