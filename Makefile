@@ -13,6 +13,7 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	@$(BIN)/python -m airq_app.local_kafka fetch >/dev/null
+	@scripts/install-browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(INSTALLED)

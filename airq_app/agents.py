@@ -8,6 +8,7 @@ was not durable; `processing.decide` writes those again and drops real repeats.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from faust.exceptions import PartitionsMismatch
 from faust.types import TP, EventT, StreamT
 
 from airq_app import metrics
@@ -73,6 +75,17 @@ async def process(stream: StreamT) -> None:
         try:
             await handle(event)
             metrics.processing_seconds.observe(time.perf_counter() - started)
+        except PartitionsMismatch as exc:
+            # The broker's metadata has not caught up with a changelog topic yet: nothing was written, so
+            # the event is tried again rather than dead-lettered.
+            partition, offset = event.message.partition, event.message.offset
+            log.warning(
+                "airq: tables not writable yet, retrying %s[%d]@%d: %s", event.message.topic, partition, offset, exc
+            )
+            if next_offset.get(partition) == offset + 1:
+                next_offset[partition] = offset
+            await asyncio.sleep(1.0)
+            await realign(event.message.tp, offset, force=True)
         except Exception as exc:  # one bad message must never stop or stall the stream
             log.exception(
                 "airq: processing %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset
@@ -132,6 +145,9 @@ async def handle(event: EventT) -> None:
         event.ack()
         return
     assert decision.record is not None and decision.history is not None
+    for table in (sensor_history, latest_by_location):
+        # Raises PartitionsMismatch before any write rather than between the two tables' writes.
+        table._verify_source_topic_partitions(msg.topic)
     sensor_history[sensor] = decision.history
     if "stuck" in decision.record.get("flags", ()):
         status.inc("flagged")
@@ -147,10 +163,10 @@ async def handle(event: EventT) -> None:
         status.inc("handed_over")
 
 
-async def realign(tp: TP, offset: int) -> None:
-    """Seek a partition back to the next offset it must process (at most every 2 s per partition)."""
+async def realign(tp: TP, offset: int, force: bool = False) -> None:
+    """Seek a partition back to the next offset it must process (at most every 2 s per partition unless forced)."""
     now = time.monotonic()
-    if now - _last_seek.get(tp.partition, 0.0) < 2.0:
+    if not force and now - _last_seek.get(tp.partition, 0.0) < 2.0:
         return
     _last_seek[tp.partition] = now
     status.inc("realigned")

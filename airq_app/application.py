@@ -59,7 +59,12 @@ class AirqApp(faust.App):
         await wait_for_broker(bootstrap, settings.web_bind, settings.web_port)
         from airq_app.topics import DEAD_LETTER_TOPIC, MEASUREMENTS_TOPIC
 
-        await ensure_topics(bootstrap, [MEASUREMENTS_TOPIC, DEAD_LETTER_TOPIC], settings.partitions)
+        wanted: dict[str, dict[str, str]] = {MEASUREMENTS_TOPIC: {}, DEAD_LETTER_TOPIC: {}}
+        # The tables' changelogs too: made by Faust during start-up, their partitions can be missing from the
+        # consumer's metadata for minutes, and a table write fails (PartitionsMismatch) until they show.
+        for table in self.tables.values():
+            wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}
+        await ensure_topics(bootstrap, wanted, settings.partitions)
 
 
 app = AirqApp(

@@ -75,11 +75,13 @@ async def wait_for_broker(bootstrap: list[str], bind: str, port: int, max_delay:
             await runner.cleanup()
 
 
-async def ensure_topics(bootstrap: list[str], names: list[str], partitions: int) -> None:
-    """Create the app's topics with their pinned partition count before anything subscribes to them.
+async def ensure_topics(bootstrap: list[str], topics: dict[str, dict[str, str]], partitions: int) -> None:
+    """Create the app's topics (name -> topic configs) with their pinned partition count before anything uses them.
 
-    A topic that already exists with another partition count is reported: keys would land on other
-    partitions than the tables expect.
+    Each is created on its own (one that exists must not stop the others) and awaited until the broker's
+    metadata lists every partition: a table refuses writes while its changelog shows fewer partitions than
+    its source topic. A topic that already exists with another partition count is reported: keys would land
+    on other partitions than the tables expect.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
@@ -88,18 +90,29 @@ async def ensure_topics(bootstrap: list[str], names: list[str], partitions: int)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
+        created = []
+        for name, configs in topics.items():
+            if name in existing:
+                continue
             try:
-                await admin.create_topics([NewTopic(n, partitions, 1) for n in missing])
-                log.info("airq: created topics %s with %d partitions", ", ".join(missing), partitions)
+                await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+                created.append(name)
             except TopicAlreadyExistsError:
-                pass  # another worker created them first
-        for described in await admin.describe_topics(names):
-            count = len(described.get("partitions", []))
-            if described.get("error_code") == 0 and count != partitions:
-                log.error(
-                    "airq: topic %s has %d partitions, the pipeline expects %d", described["topic"], count, partitions
-                )
+                pass  # another worker created it first
+        if created:
+            log.info("airq: created topics %s with %d partitions", ", ".join(created), partitions)
+        names = list(topics)
+        for _ in range(60):
+            described = await admin.describe_topics(names)
+            pending = [d["topic"] for d in described if d.get("error_code") != 0 or not d.get("partitions")]
+            if not pending:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            log.warning("airq: topics %s are not fully visible in the metadata yet", pending)
+        for d in described:
+            count = len(d.get("partitions", []))
+            if d.get("error_code") == 0 and count != partitions:
+                log.error("airq: topic %s has %d partitions, the pipeline expects %d", d["topic"], count, partitions)
     finally:
         await admin.close()

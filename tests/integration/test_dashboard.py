@@ -1,0 +1,176 @@
+"""The dashboard at /airq/ in headless Chromium, fed by a worker polling the simulator over the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airq_app.aqi import category_color
+from airq_app.simulator import Faults, SimulatorThread, WorldConfig
+from tests.support import ROOT, Pipeline, encode, http_get, measurement, produce, wait_for
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("AIRQ_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("AIRQ_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if os.environ.get("AIRQ_SKIP_BROWSER") == "1":
+        pytest.skip("AIRQ_SKIP_BROWSER=1")
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    assert not missing, f"{missing} not found: run scripts/install-browser (make test does) or set AIRQ_SKIP_BROWSER=1"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # The closed network: no background connections, no component updates, no sync.
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+ROWS_JS = """
+  return [...document.querySelectorAll('#locations-table tbody tr[data-location-id]')].map(tr => ({
+    id: Number(tr.dataset.locationId), aqi: tr.querySelector('td.aqi').innerText.trim(),
+    category: tr.children[3].innerText.trim(), params: tr.querySelectorAll('[data-parameter]').length}));
+"""
+MARKERS_JS = """
+  return Object.fromEntries([...document.querySelectorAll('#map circle[data-location-id]')]
+    .map(c => [c.dataset.locationId, c.getAttribute('fill')]));
+"""
+
+
+def rows(driver: Any) -> list[dict[str, Any]]:
+    """What the table shows: location id, AQI badge text, category and parameter count, in display order."""
+    return driver.execute_script(ROWS_JS)
+
+
+def markers(driver: Any) -> dict[int, str]:
+    """The map's markers: location id -> fill colour."""
+    return {int(k): v for k, v in driver.execute_script(MARKERS_JS).items()}
+
+
+def snapshot(driver: Any) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Table and map read in one script, so both come from the same refresh."""
+    both = driver.execute_script(
+        f"const rows = (() => {{{ROWS_JS}}})(); const markers = (() => {{{MARKERS_JS}}})(); return [rows, markers];"
+    )
+    return both[0], {int(k): v for k, v in both[1].items()}
+
+
+def overview(url: str) -> dict[str, Any]:
+    code, body = http_get(f"{url}/airq/api/overview")
+    assert code == 200, body
+    return json.loads(body)
+
+
+def test_dashboard_shows_locations_workers_and_updates(kafka: str, tmp_path: Path, browser: Any) -> None:
+    sim = SimulatorThread(WorldConfig(locations=30, seed=11, rate_limit_per_minute=600, faults=Faults())).start()
+    p = Pipeline(tmp_path, kafka, output__rotate_max_age_s=1)
+    try:
+        worker = p.worker(role="all", OPENAQ_BASE_URL=sim.url, OPENAQ_API_KEY="dashboard-key", AIRQ_POLL_INTERVAL="5")
+        worker.start()
+        wait_for(lambda: len(overview(worker.url)["locations"]) >= 5, 120, what="locations in the table")
+
+        browser.get(f"{worker.url}/airq/?interval_ms=1000")
+        wait_for(lambda: len(rows(browser)) >= 5, 30, what="rows rendered")
+        wait_for(lambda: browser.execute_script("return !!document.querySelector('#land path')"), 10, what="map")
+
+        # The numbers on the page are the pipeline's: every row's AQI, category and parameters as the API has
+        # them (compared once the page has caught up with the API's latest answer; both change while polling).
+        def mismatches() -> list[Any]:
+            api = {e["location_id"]: e for e in overview(worker.url)["locations"]}
+            shown = rows(browser)
+            wrong: list[Any] = [r for r in shown if r["id"] not in api]
+            for r in shown:
+                entry = api.get(r["id"])
+                if entry is not None and (
+                    r["aqi"] != (str(entry["aqi"]) if entry["aqi"] is not None else "–")
+                    or r["category"] != (entry["aqi_category"] or "no AQI")
+                    or r["params"] != len(entry["parameters"])
+                ):
+                    wrong.append((r, entry))
+            return wrong if len(shown) == len(api) else [f"{len(shown)} rows, {len(api)} locations"]
+
+        wait_for(lambda: not mismatches(), 30, what="the page to show what the API has")
+        api = {e["location_id"]: e for e in overview(worker.url)["locations"]}
+        shown = rows(browser)
+        # Sorted by AQI, highest first, by default; a click on the header reverses it.
+        aqis = [int(r["aqi"]) if r["aqi"] != "–" else -1 for r in shown]
+        assert aqis == sorted(aqis, reverse=True)
+        browser.find_element("css selector", "#locations-table th[data-sort=aqi]").click()
+        aqis_up = [int(r["aqi"]) if r["aqi"] != "–" else -1 for r in rows(browser)]
+        assert aqis_up == sorted(aqis_up) and len(aqis_up) == len(aqis)
+        browser.find_element("css selector", "#locations-table th[data-sort=aqi]").click()
+
+        # Every located location is a marker in its EPA colour (table and map read in one go: one render).
+        shown, dots = snapshot(browser)
+        located = {i for i, e in api.items() if e["location"].get("latitude") is not None}
+        assert located and located == set(dots), (located, set(dots))
+        by_id = {r["id"]: r for r in shown}
+        for i, fill in dots.items():
+            if by_id[i]["category"] != "no AQI":
+                assert fill.lower() == category_color(by_id[i]["category"]).lower(), (i, by_id[i], fill)
+
+        # The workers panel: this worker, ready, with what it has written.
+        row_css = f"#workers [data-worker-url='{worker.url}']"
+
+        def written() -> int:
+            text = browser.find_element("css selector", f"{row_css} td.written").text
+            return int(text.replace(",", "")) if text.replace(",", "").isdigit() else 0
+
+        wait_for(lambda: written() > 0, 30, what="written records in the workers panel")
+        assert "ready" in browser.find_element("css selector", row_css).text
+
+        # Live: a new, very polluted location reaches the page without a reload.
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        smoke = measurement(9_876_540, hour, value=420.0, location_id=987_654, location_name="Smoke Test Ridge")
+        smoke.update(latitude=-33.9, longitude=151.2, country="AU")
+        produce(kafka, p.topic, [encode(smoke)])
+        first_updated = browser.find_element("id", "updated-at").text
+        wait_for(lambda: any(r["id"] == 987_654 for r in rows(browser)), 60, what="the new location on the page")
+        entry = next(e for e in overview(worker.url)["locations"] if e["location_id"] == 987_654)
+        row = next(r for r in rows(browser) if r["id"] == 987_654)
+        assert entry["aqi"] is not None and row["aqi"] == str(entry["aqi"]) and row["category"] == entry["aqi_category"]
+        assert rows(browser)[0]["id"] == 987_654 or int(rows(browser)[0]["aqi"]) >= entry["aqi"]
+        assert markers(browser)[987_654].lower() == category_color(entry["aqi_category"]).lower()
+        assert browser.find_element("id", "updated-at").text != first_updated
+        assert not browser.find_element("id", "error").is_displayed()
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
+        browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+
+        # A worker that goes away: the page says so and keeps the last numbers.
+        worker.stop()
+        wait_for(lambda: browser.find_element("id", "error").is_displayed(), 15, what="the error banner")
+        assert len(rows(browser)) >= 5
+    finally:
+        p.stop_all()
+        sim.stop()
