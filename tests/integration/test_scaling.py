@@ -50,6 +50,18 @@ def test_three_workers_share_and_take_over(kafka: str, tmp_path: Path) -> None:
         produce(p.bootstrap, p.topic, [encode(m) for m in first])
         wait_for(lambda: len(finished_records(p.output_dir)) >= len(first), 60, what="first batch written")
 
+        # Any worker's overview (the dashboard's data) gathers every worker and every location.
+        def overview_complete() -> dict | None:
+            view = workers[0].get("/airq/api/overview")[1]
+            ids = {e["location_id"] for e in view["locations"]}
+            return view if ids == {700 + s for s in range(200)} and len(view["workers"]) == 3 else None
+
+        view = wait_for(overview_complete, 30, what="an overview of 3 workers and 200 locations")
+        assert {w["url"] for w in view["workers"]} == {w.url for w in workers}
+        assert all(w["reachable"] and w["ready"] for w in view["workers"])
+        assert sorted(p for w in view["workers"] for p in w["active"]) == list(range(8))
+        assert sum(w["written"] for w in view["workers"]) >= len(first)
+
         leaving = workers[2]
         leaving_partitions = set(a["c"]["active"])
         stopped_at = time.monotonic()
