@@ -1,7 +1,7 @@
 """`make bench`: throughput against a hand-written aiokafka baseline, state size, poller cost.
 
 Writes bench/results.json and prints a table. Sizes are settable, e.g.
-`BENCH_MESSAGES=200000 BENCH_STATE=1000000,10000000 make bench`.
+`BENCH_MESSAGES=200000 BENCH_RATE=2000 BENCH_STATE=1000000,10000000 make bench`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from airq_app import local_kafka
-from bench import poller, sink, state, throughput
+from bench import latency, poller, sink, state, throughput
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -40,6 +40,11 @@ def main() -> int:
     results: dict[str, object] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(f"throughput: {messages} messages ...", flush=True)
     results.update(throughput.run(bootstrap, messages, 0.2))
+    rate = int(os.environ.get("BENCH_RATE", "2000"))
+    print(f"latency: {rate} messages/s for 30 s ...", flush=True)
+    results["latency"] = latency.run(bootstrap, rate, 30.0)
+    results["p50_latency_ms"] = results["latency"]["p50_latency_ms"]
+    results["p99_latency_ms"] = results["latency"]["p99_latency_ms"]
     print(f"state: {checkpoints} measurements over 10,000 sensors ...", flush=True)
     rows = state.run(10_000, checkpoints)
     results["state"] = rows
@@ -54,7 +59,19 @@ def main() -> int:
     print()
     print("| measure | value |")
     print("|---|---|")
-    for key in ("airq_msgs_per_s", "baseline_msgs_per_s", "ratio", "airq_peak_rss_mb", "rss_mb_1m", "rss_mb_10m"):
+    keys = (
+        "airq_msgs_per_s",
+        "baseline_msgs_per_s",
+        "ratio",
+        "airq_2_workers_msgs_per_s",
+        "airq_peak_rss_mb",
+        "baseline_peak_rss_mb",
+        "p50_latency_ms",
+        "p99_latency_ms",
+        "rss_mb_1m",
+        "rss_mb_10m",
+    )
+    for key in keys:
         print(f"| {key} | {results.get(key)} |")
     for row in rows:
         print(f"| state after {row['measurements']:,} | RocksDB {row['rocksdb_mb']} MB, RSS {row['rss_mb']} MB |")
@@ -62,6 +79,10 @@ def main() -> int:
     print(
         f"| poller cycle ({pr['locations']} locations) | {pr['requests_per_cycle']} requests, "
         f"{pr['cycle_wall_s']} s, max {pr['max_requests_in_a_minute']}/min, {pr['rate_limited_429']} x 429 |"
+    )
+    lat = results["latency"]
+    print(
+        f"| latency at {lat['rate_sent']} msg/s sent | p50 {lat['p50_latency_ms']} ms, p99 {lat['p99_latency_ms']} ms |"
     )
     print(f"| sink alone | {results['sink']['records_per_s']} records/s to finished files |")
     print(f"\nmachine: {results['machine']}; written to {RESULTS}")

@@ -73,28 +73,37 @@ def workload(n: int, repeats: float, sensors: int = 10_000, seed: int = 5) -> tu
     return head + tail, distinct
 
 
-def bench_airq(bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], distinct: int) -> dict[str, Any]:
+def bench_airq(
+    bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], distinct: int, workers: int = 1
+) -> dict[str, Any]:
     p = Pipeline(
-        base / "airq", bootstrap, output__rotate_max_age_s=2, filters__max_age_hours=8760, dedup__retention_hours=8760
+        base / f"airq-{workers}",
+        bootstrap,
+        output__rotate_max_age_s=2,
+        filters__max_age_hours=8760,
+        dedup__retention_hours=8760,
     )
     create_topic(bootstrap, p.topic)
     produce(bootstrap, p.topic, messages)
-    w = p.worker("bench")
+    ws = [p.worker(f"bench{i}") for i in range(workers)]
     started = time.perf_counter()
-    w.start(wait_ready=False)
-    assert w.proc is not None
-    peak = PeakRss(w.proc.pid)
-    peak.start()
+    peaks = []
+    for w in ws:
+        w.start(wait_ready=False)
+        assert w.proc is not None
+        peaks.append(PeakRss(w.proc.pid))
+        peaks[-1].start()
     try:
-        wait_for(lambda: _written(w) >= distinct, 7200, interval=0.5, what="airq to write everything")
+        wait_for(lambda: sum(_written(w) for w in ws) >= distinct, 7200, interval=0.5, what="airq to write everything")
         elapsed = time.perf_counter() - started
     finally:
-        peak.running = False
-        w.stop()
+        for peak in peaks:
+            peak.running = False
+        p.stop_all()
     return {
         "msgs_per_s": round(len(messages) / elapsed),
         "elapsed_s": round(elapsed, 1),
-        "peak_rss_mb": round(peak.peak),
+        "peak_rss_mb": round(max(peak.peak for peak in peaks)),
     }
 
 
@@ -201,15 +210,18 @@ def bench_baseline(bootstrap: str, base: Path, messages: list[tuple[bytes, bytes
     }
 
 
-def run(bootstrap: str, n: int, repeats: float) -> dict[str, Any]:
+def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="airq-bench-"))
     try:
         messages, distinct = workload(n, repeats)
         airq = bench_airq(bootstrap, base, messages, distinct)
         baseline = bench_baseline(bootstrap, base, messages, distinct)
+        two = bench_airq(bootstrap, base, messages, distinct, workers=2) if scale else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    scaled = {"airq_2_workers_msgs_per_s": two["msgs_per_s"], "airq_2_workers_peak_rss_mb": two["peak_rss_mb"]}
     return {
+        **(scaled if two else {}),
         "messages": n,
         "distinct": distinct,
         "airq_msgs_per_s": airq["msgs_per_s"],
