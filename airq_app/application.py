@@ -87,6 +87,10 @@ app = AirqApp(
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 6),
     broker_max_poll_records=2000,
+    # Table writes produce one changelog message each: without a linger every message is its own produce
+    # request, and sending them cost more than the processing (py-spy). 10 ms batches them.
+    producer_linger=0.01,
+    producer_max_batch_size=256 * 1024,
     stream_buffer_maxsize=16384,
     web_port=settings.web_port,
     web_bind=settings.web_bind,

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_DOWN, Decimal, localcontext
 from fractions import Fraction
+from functools import lru_cache
 from typing import NamedTuple
 
 from airq_app import units
@@ -222,6 +223,7 @@ def _interpolate(c: Decimal, row: Row) -> int:
     return round_half_up(Fraction(row.i_hi - row.i_lo) * (c_f - lo) / (hi - lo) + row.i_lo)
 
 
+@lru_cache(maxsize=65536)  # exact arithmetic is slow and readings repeat (one decimal): a pure function, cached
 def us_aqi(pollutant: str, concentration: float, unit: str, averaging: str) -> tuple[int, str] | None:
     """US EPA AQI (May 2024) and category for one concentration, or None where the table has no value.
 
