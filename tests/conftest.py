@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from airq_app import local_kafka
+from tests import support
 from tests.support import Pipeline
 
 
@@ -34,3 +35,13 @@ def pipeline(kafka: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(tmp_path, kafka)
     yield p
     p.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_workers() -> Iterator[None]:
+    """Stop any worker a test left running (a failed assertion, or a test that does not stop its own)."""
+    yield
+    while support.STARTED_WORKERS:
+        worker = support.STARTED_WORKERS.pop()
+        if worker.alive():
+            worker.stop(timeout=30)

@@ -95,6 +95,10 @@ class Pipeline:
             w.stop()
 
 
+# Every worker process a test started, so that none outlives its test (see conftest.stop_leftover_workers).
+STARTED_WORKERS: list[Worker] = []
+
+
 class Worker:
     """`faust -A airq_app worker` as a user starts it, in a subprocess."""
 
@@ -125,6 +129,7 @@ class Worker:
             start_new_session=True,
         )
         self.starts += 1
+        STARTED_WORKERS.append(self)
         if wait_ready:
             self.wait_ready(timeout)
         return self
