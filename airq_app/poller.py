@@ -234,3 +234,5 @@ async def poll() -> None:
             status.last_poll.outcome = "failed"
             status.last_poll.errors = [str(exc)[:300]]
             log.exception("airq: poll cycle failed")
+        finally:
+            status.inc("poll_cycles")

@@ -47,6 +47,7 @@ class WorkerStatus:
         c = self.counters
         return {
             "polled": c["polled"],
+            "poll_cycles": c["poll_cycles"],
             "produced": c["produced"],
             "consumed": c["consumed"],
             "written": c["written"],

@@ -113,3 +113,31 @@ def test_missed_hours_are_caught_up_after_downtime(kafka: str, tmp_path: Path) -
         assert max(len(v) for v in per_sensor.values()) >= 4  # before, three missed hours, after
     finally:
         sim.stop()
+
+
+def test_only_the_leader_polls_and_another_takes_over(kafka: str, tmp_path: Path, simulator) -> None:
+    p = Pipeline(tmp_path, kafka, app__session_timeout_s=6)
+    env = {"OPENAQ_BASE_URL": simulator.url, "OPENAQ_API_KEY": SECRET, "AIRQ_POLL_INTERVAL": "2"}
+    workers = [p.worker(name, role="all", **env) for name in ("a", "b")]
+    for w in workers:
+        w.start()
+
+    def one_leader() -> tuple | None:
+        states = [w.status() for w in workers]
+        leaders = [w for w, s in zip(workers, states, strict=True) if s["is_leader"]]
+        if len(leaders) != 1 or not any(s["assignment"]["active"] for s in states if not s["is_leader"]):
+            return None  # not settled: one leader, and both workers processing
+        leader = leaders[0]
+        return (
+            (leader, next(w for w in workers if w is not leader))
+            if leader.status()["counters"]["poll_cycles"]
+            else None
+        )
+
+    leader, follower = wait_for(one_leader, 90, interval=0.5, what="one leader that has polled")
+    wait_for(lambda: leader.status()["counters"]["poll_cycles"] >= 3, 60, what="three cycles on the leader")
+    assert follower.status()["counters"]["polled"] == 0 and follower.status()["counters"]["produced"] == 0
+
+    assert leader.stop() == 0
+    wait_for(lambda: follower.status()["is_leader"], 60, what="the remaining worker to lead")
+    wait_for(lambda: follower.status()["counters"]["produced"] > 0, 60, what="the new leader to poll")
