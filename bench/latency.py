@@ -68,9 +68,13 @@ def run(bootstrap: str, rate: int = 2000, seconds: float = 30.0) -> dict[str, An
             sent = asyncio.run(paced_send(bootstrap, p.topic, rate, seconds))
             sent_rate = sent / (time.perf_counter() - started)
             files: dict[tuple[int, int], float] = {}
+            read: set[Path] = set()
 
             def collect() -> int:
                 for path in p.output_dir.rglob("*.jsonl"):
+                    if path in read:
+                        continue  # a finished file never changes: read each once
+                    read.add(path)
                     finished_at = path.stat().st_ctime  # the rename (finishing) changes the inode
                     for line in path.read_bytes().splitlines():
                         src = orjson.loads(line)["source"]
