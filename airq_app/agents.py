@@ -24,7 +24,7 @@ from airq_app.application import app, settings
 from airq_app.processing import decide, filter_config, location_summary
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import status
-from airq_app.tables import latest_by_location, sensor_history
+from airq_app.tables import latest_by_location, location_summaries, read, sensor_history, write
 from airq_app.topics import MEASUREMENTS_TOPIC, dead_letter, measurements
 from airq_app.validation import InvalidMessage, parse_measurement
 
@@ -74,6 +74,7 @@ async def process(stream: StreamT) -> None:
         started = time.perf_counter()
         try:
             await handle(event)
+            flush_summaries(event)
             metrics.processing_seconds.observe(time.perf_counter() - started)
         except PartitionsMismatch as exc:
             # The broker's metadata has not caught up with a changelog topic yet: nothing was written, so
@@ -135,7 +136,7 @@ async def handle(event: EventT) -> None:
         return
     source = {"topic": msg.topic, "partition": partition, "offset": offset}
     sensor = str(m["sensor_id"])
-    decision = decide(m, source, sensor_history.get(sensor), rules, retention_s, datetime.now(UTC))
+    decision = decide(m, source, read(sensor_history, sensor), rules, retention_s, datetime.now(UTC))
     if decision.outcome == "duplicate":
         status.inc("duplicates")
         event.ack()
@@ -148,19 +149,29 @@ async def handle(event: EventT) -> None:
     for table in (sensor_history, latest_by_location):
         # Raises PartitionsMismatch before any write rather than between the two tables' writes.
         table._verify_source_topic_partitions(msg.topic)
-    sensor_history[sensor] = decision.history
+    write(sensor_history, sensor, decision.history)
     if "stuck" in decision.record.get("flags", ()):
         status.inc("flagged")
     loc = str(m["location_id"])
-    summary = location_summary(latest_by_location.get(loc), decision.record)
+    summary = location_summary(location_summaries.get(loc), decision.record)
     if summary is not None:  # None: an older (backfilled) value, the latest stays
-        latest_by_location[loc] = summary
+        location_summaries.put(partition, loc, summary)
     line = orjson.dumps(decision.record) + b"\n"
     try:
         await sink.write(partition, offset, line, _acker(event), generation=generation)
     except SinkClosed:
         # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
         status.inc("handed_over")
+
+
+def flush_summaries(event: EventT) -> None:
+    """Write the partition's pending location summaries when its burst is over (or they are 1 s old)."""
+    msg = event.message
+    try:
+        if location_summaries.due(msg.partition, lambda: msg.offset + 1 >= (app.consumer.highwater(msg.tp) or 0)):
+            location_summaries.flush(msg.partition)
+    except Exception as exc:  # the event itself is done; the summaries wait for the next flush
+        log.warning("airq: location summaries of partition %d not written yet: %s", msg.partition, exc)
 
 
 async def realign(tp: TP, offset: int, force: bool = False) -> None:
@@ -245,6 +256,7 @@ async def finish_output(app: Any, revoked: set[TP], **kwargs: Any) -> None:
     for tp in sorted(revoked):
         if tp.topic == MEASUREMENTS_TOPIC:
             next_offset.pop(tp.partition, None)
+            location_summaries.drop(tp.partition)
             await sink.close_partition(tp.partition)
 
 

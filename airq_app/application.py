@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 from faust.transport.producer import ProducerBuffer
+from faust.types import TransportT
 
 from airq_app.settings import ConfigError, Settings, load_settings
 from airq_app.startup import ensure_topics, wait_for_broker
@@ -51,6 +52,11 @@ class AirqApp(faust.App):
             except Exception:
                 log.exception("airq: error while stopping")
         await super().on_stop()
+
+    def _new_transport(self) -> TransportT:
+        from airq_app.transport import Transport  # Faust's aiokafka transport, cheaper per message
+
+        return Transport(self.conf.broker_consumer, self)
 
     async def on_first_start(self) -> None:
         self.conf.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level

@@ -265,11 +265,8 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         session_timeout_s=float(p["app"]["session_timeout_s"]),
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
     )
-    if settings.dedup_retention_hours < float(settings.filters.get("max_age_hours", 72)):
-        raise ConfigError(
-            f"{pipeline_path}: dedup.retention_hours: must be at least filters.max_age_hours, or old repeats "
-            "could pass the de-duplication"
-        )
+    # No rule ties dedup.retention_hours to filters.max_age_hours: a measurement older than its sensor's
+    # de-duplication window is dropped as too_old whatever max_age_hours allows (processing.decide).
     from airq_app.processing import filter_config  # late: keeps settings importable on its own
 
     try:

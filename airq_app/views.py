@@ -145,7 +145,7 @@ class Status(View):
 
 
 if settings.processes:
-    from airq_app.tables import latest_by_location
+    from airq_app.tables import latest_by_location, location_summaries
 
     @app.page("/airq/locations/{location_id}")
     @app.table_route(table=latest_by_location, match_info="location_id")
@@ -153,7 +153,7 @@ if settings.processes:
         """Latest value and AQI of each parameter at a location, answered by the worker that owns it."""
         if not location_id.isdigit():
             return web.json({"error": f"location id must be a number, got {location_id!r}"}, status=400)
-        entry = latest_by_location.get(location_id)
+        entry = location_summaries.get(location_id)
         if entry is None:
             return web.json({"error": f"no measurements for location {location_id} yet"}, status=404)
         return web.json({"location_id": int(location_id), **entry})
@@ -163,7 +163,7 @@ if settings.processes:
         """Every location this worker holds (active and standby partitions): the dashboard's data."""
 
         async def get(self, request: Request) -> Response:
-            entries = [{"location_id": int(k), **v} for k, v in latest_by_location.items()]
+            entries = [{"location_id": int(k), **v} for k, v in location_summaries.items()]
             return self.json({"worker": f"http://{web_host}:{settings.web_port}", "locations": entries})
 
     @app.page("/airq/api/overview")
@@ -202,7 +202,7 @@ if settings.processes:
     async def _fetch_peer(url: str, local: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if local:
             ok, problems = readiness()
-            entries = [{"location_id": int(k), **v} for k, v in latest_by_location.items()]
+            entries = [{"location_id": int(k), **v} for k, v in location_summaries.items()]
             return _worker_summary(url, ok, problems, status.snapshot(), assignment(), consumer_lag()), entries
         try:
             async with app.http_client.get(f"{url}/airq/status", timeout=3) as resp:

@@ -46,7 +46,7 @@ def main() -> int:
     results["p50_latency_ms"] = results["latency"]["p50_latency_ms"]
     results["p99_latency_ms"] = results["latency"]["p99_latency_ms"]
     print(f"state: {checkpoints} measurements over 10,000 sensors ...", flush=True)
-    rows = state.run(10_000, checkpoints)
+    rows = state.run(bootstrap, 10_000, checkpoints)
     results["state"] = rows
     results["rss_mb_1m"] = next((r["rss_mb"] for r in rows if r["measurements"] == 1_000_000), None)
     results["rss_mb_10m"] = next((r["rss_mb"] for r in rows if r["measurements"] == 10_000_000), None)

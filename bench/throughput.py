@@ -60,9 +60,7 @@ def workload(n: int, repeats: float, sensors: int = 10_000, seed: int = 5) -> tu
     rows = []
     for i in range(distinct):
         sensor = 100_000 + i % sensors
-        # 10,000 sensors, most recent first; finer than hourly when there are more than 60 per sensor
-        step = i // sensors
-        when = top - timedelta(minutes=step * max(1, 60 * 60 // max(1, distinct // sensors)) // 60)
+        when = top - timedelta(hours=i // sensors)  # hourly, newest first: every (sensor, time) once
         m = measurement(
             sensor, when.strftime("%Y-%m-%dT%H:%M:%SZ"), value=round(rng.uniform(1, 90), 1), location_id=sensor // 5
         )

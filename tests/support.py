@@ -57,7 +57,8 @@ class Pipeline:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         pipeline = json.loads((ROOT / "pipeline.json").read_text())
         pipeline.pop("$schema", None)
-        pipeline["app"]["id"] = f"airq-{self.prefix.rstrip('-')}"
+        self.app_id = f"airq-{self.prefix.rstrip('-')}"
+        pipeline["app"]["id"] = self.app_id
         for dotted, value in pipeline_overrides.items():
             section, key = dotted.split("__", 1)
             pipeline.setdefault(section, {})[key] = value
@@ -226,6 +227,25 @@ def create_topic(bootstrap: str, name: str, partitions: int = 8) -> None:
             await admin.close()
 
     asyncio.run(go())
+
+
+def delete_topics(bootstrap: str, *prefixes: str) -> list[str]:
+    """Delete every topic whose name starts with one of `prefixes`; returns their names."""
+
+    async def go() -> list[str]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+            if names:
+                await admin.delete_topics(names)
+            return names
+        finally:
+            await admin.close()
+
+    return asyncio.run(go())
 
 
 def consume_all(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:

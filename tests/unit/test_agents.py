@@ -70,4 +70,4 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(agents) -> None:
     assert status.counters["duplicates"] == 2 and status.counters["written"] == 2
     assert status.filtered["sentinel"] == 1
     assert sent_dead_letters and sent_dead_letters[0].startswith(b"not_json")
-    assert agents.latest_by_location["90"]["parameters"]["pm25"]["value"] == 33.0
+    assert agents.location_summaries.get("90")["parameters"]["pm25"]["value"] == 33.0
