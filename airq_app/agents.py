@@ -24,7 +24,8 @@ from airq_app.application import app, settings
 from airq_app.processing import decide, filter_config, location_summary
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import status
-from airq_app.tables import latest_by_location, location_summaries, read, sensor_history, write
+from airq_app.table_values import read, write
+from airq_app.tables import latest_by_location, location_summaries, sensor_history
 from airq_app.topics import MEASUREMENTS_TOPIC, dead_letter, measurements
 from airq_app.validation import InvalidMessage, parse_measurement
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from airq_app import filters, transform, units
-from airq_app.validation import parse_utc
+from airq_app.validation import utc_seconds
 
 STUCK_WINDOW = 24  # recent values kept per sensor for the stuck check
 
@@ -54,7 +54,7 @@ def decide(
     that fall out of the window are dropped as the sensor moves on.
     """
     partition, offset = source["partition"], source["offset"]
-    epoch = int(parse_utc(m["datetime_utc"]).timestamp())
+    epoch = utc_seconds(m["datetime_utc"])
     history = history or {}
     seen: dict[str, list[int]] = history.get("seen", {})
     accepted = seen.get(str(epoch))

@@ -15,6 +15,7 @@ Which index each pollutant gets from one hourly value (`score`):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -22,6 +23,7 @@ from typing import Any
 
 from airq_app import aqi as aqi_mod
 from airq_app import units
+from airq_app.validation import normalise_utc, utc_seconds
 
 PM = ("pm25", "pm10")
 NOWCAST_HOURS = 12
@@ -67,7 +69,7 @@ def hourly_window(
     newest-first list for *this* measurement: index 0 is its hour, then the `keep_hours - 1` hours before it,
     None where no value is known.
     """
-    hour = int(parse_utc(dt_utc).timestamp()) // 3600
+    hour = utc_seconds(dt_utc) // 3600
     merged = dict(existing)
     merged[_key_of_hour(hour)] = value
     window: list[float | None] = [merged.get(_key_of_hour(hour - i)) for i in range(keep_hours)]
@@ -107,6 +109,12 @@ def score(
     return result, ("instant" if result else None), None
 
 
+@lru_cache(maxsize=4)
+def _now_utc(second: int) -> str:
+    """The clock as `...Z`, formatted once a second rather than once a record."""
+    return format_utc(datetime.fromtimestamp(second, UTC))
+
+
 def _float_or_none(v: Any) -> float | None:
     return None if v is None else float(v)
 
@@ -131,7 +139,6 @@ def shape_record(
     out_flags = list(flags or [])
     if aqi is not None and aqi[0] > 500 and "beyond_aqi" not in out_flags:
         out_flags.append("beyond_aqi")
-    when = processed_at or datetime.now(UTC)
     return {
         "sensor_id": int(m["sensor_id"]),
         "location_id": int(m["location_id"]),
@@ -145,7 +152,7 @@ def shape_record(
         "unit": unit,
         "raw_value": float(m["value"]),
         "raw_unit": m["unit"],
-        "datetime_utc": format_utc(parse_utc(m["datetime_utc"])),
+        "datetime_utc": normalise_utc(m["datetime_utc"]),
         "datetime_local": m.get("datetime_local"),
         "timezone": m.get("timezone"),
         "provider": m.get("provider"),
@@ -160,5 +167,5 @@ def shape_record(
             "partition": int(source["partition"]),
             "offset": int(source["offset"]),
         },
-        "processed_at": format_utc(when),
+        "processed_at": format_utc(processed_at) if processed_at else _now_utc(int(time.time())),
     }

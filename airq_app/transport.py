@@ -1,17 +1,17 @@
 """Faust's aiokafka transport with a cheaper hand-over of each fetched message to the streams.
 
 Faust's consumer hands every message to the streams with
-`await self.wait_first(callback(message), self.suspend_flow.wait())`: two tasks and an `asyncio.wait` per
-message, so that a hand-over blocked by a full buffer is abandoned when a rebalance suspends the flow. That
-costs more than airq's own processing of a message (py-spy). Almost every hand-over completes without
-waiting, so `_drain_messages` here runs it directly, and only one that has to wait is raced against
-`suspend_flow` exactly as Faust does. Everything else is Faust's loop unchanged (faust-streaming 0.15.3).
+`await self.wait_first(callback(message), self.suspend_flow.wait())`: four tasks (the two, and the service's
+stopped and crashed events) and an `asyncio.wait` per message, so that a hand-over blocked by a full buffer is
+abandoned when a rebalance suspends the flow; py-spy put it among a worker's top costs. Almost every hand-over
+completes without waiting, so `_drain_messages` here runs it directly, and only one that has to wait is raced
+against `suspend_flow` exactly as Faust does. Everything else is Faust's loop unchanged (faust-streaming 0.15.3).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -49,22 +49,29 @@ async def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
     return await _Resumed(coro, pending)
 
 
-class Consumer(aiokafka_driver.Consumer):
-    async def hand_over(self, callback: Any, message: Any) -> None:
-        """Deliver one message to the streams: directly unless it has to wait (see the module docstring)."""
-        if self.suspend_flow.is_set():
-            await self.wait_first(callback(message), self.suspend_flow.wait())
-            return
-        coro = callback(message)
-        try:
-            pending = coro.send(None)
-        except StopIteration:
-            return  # delivered without waiting: the common case
-        await self.wait_first(_resume(coro, pending), self.suspend_flow.wait())
+async def hand_over(
+    callback: Callable[[Any], Coroutine[Any, Any, Any]],
+    message: Any,
+    suspend_flow: asyncio.Event,
+    wait_first: Callable[..., Awaitable[Any]],
+) -> None:
+    """Deliver one message to the streams: directly unless it has to wait (see the module docstring)."""
+    if suspend_flow.is_set():
+        await wait_first(callback(message), suspend_flow.wait())
+        return
+    coro = callback(message)
+    try:
+        pending = coro.send(None)
+    except StopIteration:
+        return  # delivered without waiting: the common case
+    await wait_first(_resume(coro, pending), suspend_flow.wait())
 
+
+class Consumer(aiokafka_driver.Consumer):
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
         callback = self.callback
-        hand_over = self.hand_over
+        suspend_flow = self.suspend_flow
+        wait_first = self.wait_first
         getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
@@ -97,7 +104,7 @@ class Consumer(aiokafka_driver.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
-                            await hand_over(callback, message)
+                            await hand_over(callback, message, suspend_flow, wait_first)
                             set_read_offset(tp, offset)
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:

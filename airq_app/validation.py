@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -46,6 +47,20 @@ def format_utc(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Cached: a poll cycle's measurements share a few dozen hours, and parsing and formatting cost more than the rest
+# of their checks.
+@lru_cache(maxsize=65536)
+def normalise_utc(text: str) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ` for an ISO 8601 instant; ValueError when it is not one."""
+    return format_utc(parse_utc(text))
+
+
+@lru_cache(maxsize=65536)
+def utc_seconds(text: str) -> int:
+    """Seconds since the epoch of an ISO 8601 instant; ValueError when it is not one."""
+    return int(parse_utc(text).timestamp())
+
+
 def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
     """Decode and check one message; return the measurement with `datetime_utc` normalised to `...Z`."""
     if raw is None or raw == b"" or raw == "":
@@ -80,7 +95,7 @@ def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
     if not data["parameter"].strip():
         raise InvalidMessage("wrong_schema: empty parameter")
     try:
-        data["datetime_utc"] = format_utc(parse_utc(data["datetime_utc"]))
+        data["datetime_utc"] = normalise_utc(data["datetime_utc"])
     except ValueError:
         raise InvalidMessage(f"bad_datetime: {data['datetime_utc'][:40]!r}") from None
     return data

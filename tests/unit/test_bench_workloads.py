@@ -1,0 +1,31 @@
+"""The benchmarks' workloads hold what they claim: the distinct measurements they count, and the repeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from bench.state import measurements
+from bench.throughput import workload
+
+pytestmark = pytest.mark.unit
+
+
+def test_throughput_workload_counts_distinct_measurements_exactly() -> None:
+    rows, distinct = workload(5_000, 0.2, sensors=100)
+    keys = [(m["sensor_id"], m["datetime_utc"]) for m in (orjson.loads(v) for _, v in rows)]
+    assert len(rows) == 5_000
+    assert len(set(keys)) == distinct == 4_000
+
+
+def test_state_workload_is_hourly_per_sensor() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [orjson.loads(v) for _, v in measurements(0, 300, 100, start)]
+    assert len({(m["sensor_id"], m["datetime_utc"]) for m in rows}) == 300
+    assert {m["datetime_utc"] for m in rows if m["sensor_id"] == 100_007} == {
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T01:00:00Z",
+        "2026-01-01T02:00:00Z",
+    }

@@ -1,0 +1,82 @@
+"""The consumer's hand-over of a message to the streams: inline when it need not wait, else raced as Faust does."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from mode import Service
+
+from airq_app.transport import hand_over
+
+pytestmark = pytest.mark.unit
+
+
+def _never(*args: Any) -> Any:
+    raise AssertionError("wait_first must not be used for a hand-over that does not wait")
+
+
+def test_a_hand_over_that_does_not_wait_runs_inline() -> None:
+    delivered: list[str] = []
+
+    async def callback(message: str) -> None:
+        delivered.append(message)
+
+    async def go() -> None:
+        await hand_over(callback, "m1", asyncio.Event(), _never)
+
+    asyncio.run(go())
+    assert delivered == ["m1"]
+
+
+def test_a_hand_over_that_waits_is_resumed_until_done() -> None:
+    steps: list[str] = []
+
+    async def callback(message: str) -> None:
+        steps.append("before")
+        await asyncio.sleep(0.01)  # a full buffer: waits for the stream
+        await asyncio.sleep(0)
+        steps.append(f"after {message}")
+
+    async def go() -> None:
+        service = Service()
+        await hand_over(callback, "m2", asyncio.Event(), service.wait_first)
+
+    asyncio.run(go())
+    assert steps == ["before", "after m2"]
+
+
+def test_a_waiting_hand_over_is_abandoned_when_the_flow_is_suspended() -> None:
+    outcome: list[str] = []
+
+    async def callback(message: str) -> None:
+        try:
+            await asyncio.sleep(30)
+            outcome.append("delivered")
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    async def go() -> None:
+        service = Service()
+        suspend = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, suspend.set)
+        await asyncio.wait_for(hand_over(callback, "m3", suspend, service.wait_first), 5)
+        await asyncio.sleep(0)  # let the cancellation reach the callback
+
+    asyncio.run(go())
+    assert outcome == ["cancelled"]
+
+
+def test_an_error_after_waiting_reaches_the_consumer() -> None:
+    async def callback(message: str) -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError(f"cannot decode {message}")
+
+    async def go() -> None:
+        service = Service()
+        await hand_over(callback, "m4", asyncio.Event(), service.wait_first)
+
+    with pytest.raises(ValueError, match="cannot decode m4"):
+        asyncio.run(go())
