@@ -21,11 +21,11 @@ ROLES = ("all", "ingest", "process")
 
 # Bounded RocksDB memory per partition DB (Faust's default block cache is 2 GiB per partition).
 ROCKSDB_OPTIONS = {
-    "write_buffer_size": 8 * 1024 * 1024,
+    "write_buffer_size": 2 * 1024 * 1024,
     "max_write_buffer_number": 2,
-    "target_file_size_base": 16 * 1024 * 1024,
-    "block_cache_size": 16 * 1024 * 1024,
-    "block_cache_compressed_size": 4 * 1024 * 1024,
+    "target_file_size_base": 8 * 1024 * 1024,
+    "block_cache_size": 4 * 1024 * 1024,
+    "block_cache_compressed_size": 1 * 1024 * 1024,
 }
 
 SIMULATOR_KEY = "airq-simulator"  # the simulator accepts any key; this one marks simulator mode

@@ -38,23 +38,31 @@ def main() -> int:
     bootstrap = broker.split("://", 1)[-1] if broker else local_kafka.start()
 
     results: dict[str, object] = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+
+    def save() -> None:  # after every part, so a long run that fails late keeps what it measured
+        RESULTS.write_text(json.dumps(results, indent=2))
+
     print(f"throughput: {messages} messages ...", flush=True)
     results.update(throughput.run(bootstrap, messages, 0.2))
+    save()
     rate = int(os.environ.get("BENCH_RATE", "2000"))
     print(f"latency: {rate} messages/s for 30 s ...", flush=True)
     results["latency"] = latency.run(bootstrap, rate, 30.0)
     results["p50_latency_ms"] = results["latency"]["p50_latency_ms"]
     results["p99_latency_ms"] = results["latency"]["p99_latency_ms"]
+    save()
     print(f"state: {checkpoints} measurements over 10,000 sensors ...", flush=True)
     rows = state.run(bootstrap, 10_000, checkpoints)
     results["state"] = rows
-    results["rss_mb_1m"] = next((r["rss_mb"] for r in rows if r["measurements"] == 1_000_000), None)
-    results["rss_mb_10m"] = next((r["rss_mb"] for r in rows if r["measurements"] == 10_000_000), None)
+    results["rss_mb_1m"] = next((r["rss_mb"] for r in rows if 1_000_000 <= r["measurements"] < 10_000_000), None)
+    results["rss_mb_10m"] = next((r["rss_mb"] for r in rows if r["measurements"] >= 10_000_000), None)
+    save()
     print(f"poller: one cycle over {locations} simulated locations ...", flush=True)
     results["poller"] = poller.run(locations, 60.0)
+    save()
     print("sink: 1,000,000 records to finished files ...", flush=True)
     results["sink"] = sink.run(1_000_000, 8)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    save()
 
     print()
     print("| measure | value |")
