@@ -44,12 +44,20 @@ def _finished(partition: int, records: int) -> None:
     status.inc("files_finished")
 
 
+_changelog_flush = asyncio.Lock()
+
+
 async def flush_changelog() -> None:
-    """Deliver every queued table update to Kafka (Faust's own flush may return with some still queued)."""
-    producer = app.producer
-    while producer.buffer.size:
-        await producer.buffer.flush()
-    await producer.flush()
+    """Deliver every queued table update to Kafka (Faust's own flush may return with some still queued).
+
+    One at a time: Faust's buffer flush waits for its sender message by message on one shared event, and
+    concurrent flushes (the sink finishes partitions concurrently) kept resetting it for each other.
+    """
+    async with _changelog_flush:
+        producer = app.producer
+        while producer.buffer.size:
+            await producer.buffer.flush()
+        await producer.flush()
 
 
 sink = JsonLinesSink(

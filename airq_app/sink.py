@@ -237,20 +237,26 @@ class JsonLinesSink:
         return OpenFile(partition, first_offset, directory / name, time.monotonic())
 
     async def tick(self) -> None:
-        """Periodic work: flush what is pending, finish files past their age, retry when blocked."""
+        """Periodic work: flush what is pending, finish files past their age, retry when blocked.
+
+        Partitions are done concurrently: one after the other, finishing eight files (each an fsync, a rename,
+        a directory fsync and a checkpoint) took up to 0.4 s, which every record of the last one waited for.
+        """
         now = time.monotonic()
-        for partition, state in list(self.partitions.items()):
-            if state.file is None and not state.closing:
-                continue
-            async with self._lock(partition):
-                if self.partitions.get(partition) is not state:
-                    continue
-                f = state.file
-                if state.closing or (f is not None and now - f.opened_at >= self.max_age_s):
-                    self._detach(state)
-                    await self._guarded(self._finish_closing, state)
-                elif f is not None and f.pending:
-                    await self._guarded(self._flush, f)
+        await asyncio.gather(*(self._tick_partition(p, state, now) for p, state in list(self.partitions.items())))
+
+    async def _tick_partition(self, partition: int, state: PartitionState, now: float) -> None:
+        if state.file is None and not state.closing:
+            return
+        async with self._lock(partition):
+            if self.partitions.get(partition) is not state:
+                return
+            f = state.file
+            if state.closing or (f is not None and now - f.opened_at >= self.max_age_s):
+                self._detach(state)
+                await self._guarded(self._finish_closing, state)
+            elif f is not None and f.pending:
+                await self._guarded(self._flush, f)
 
     async def run(self, interval: float) -> None:
         while True:
