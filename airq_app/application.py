@@ -12,6 +12,7 @@ import faust
 from faust.transport.producer import ProducerBuffer
 from faust.types import TransportT
 
+from airq_app import memory
 from airq_app.settings import ConfigError, Settings, load_settings
 from airq_app.startup import ensure_topics, wait_for_broker
 
@@ -105,6 +106,14 @@ app = AirqApp(
     web_in_thread=False,
     logging_config=None,
 )
+
+
+@app.timer(memory.INTERVAL_S)
+async def release_memory() -> None:
+    took = memory.release()
+    if took > 0.05:
+        log.warning("airq: returning freed memory to the system took %.0f ms", took * 1000)
+
 
 # Modules that declare topics, tables, agents and views on `app` (imported for their side effects).
 from airq_app import topics, views  # noqa: E402,F401
