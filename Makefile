@@ -9,10 +9,10 @@ PYTEST_ARGS ?=
 .PHONY: run test test-unit worker broker stop lint bench clean distclean check-python
 
 run: $(INSTALLED)
-	@$(BIN)/python -m airq_app.launcher run
+	@$(BIN)/python -m airq_dev.launcher run
 
 test: $(INSTALLED)
-	@$(BIN)/python -m airq_app.local_kafka fetch >/dev/null
+	@$(BIN)/python -m airq_dev.local_kafka fetch >/dev/null
 	@scripts/install-browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -24,14 +24,14 @@ worker: $(INSTALLED)
 	AIRQ_WEB_PORT=$$((6065 + $(N))) AIRQ_DATA_DIR=data/worker-$(N) $(BIN)/faust -A airq_app worker -l info
 
 broker: $(INSTALLED)
-	@$(BIN)/python -m airq_app.local_kafka start
+	@$(BIN)/python -m airq_dev.local_kafka start
 
 stop:
-	@test -x $(BIN)/python && $(BIN)/python -m airq_app.local_kafka stop || true
+	@test -x $(BIN)/python && $(BIN)/python -m airq_dev.local_kafka stop || true
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check airq_app tests bench
-	$(BIN)/ruff format --check airq_app tests bench
+	$(BIN)/ruff check airq_app airq_dev tests bench scripts
+	$(BIN)/ruff format --check airq_app airq_dev tests bench scripts
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench

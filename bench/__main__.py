@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from airq_app import local_kafka
+from airq_dev import local_kafka
 from bench import latency, poller, sink, state, throughput
 
 RESULTS = Path(__file__).with_name("results.json")

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from tests.support import Pipeline, consume_all, create_topic, measurement, wait_for
+from airq_dev.harness import Pipeline, consume_all, create_topic, measurement, wait_for
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from airq_app import openaq
-from airq_app.simulator import SimulatorThread, WorldConfig
+from airq_dev.simulator import SimulatorThread, WorldConfig
 
 PARAMETERS = ("pm25", "pm10", "o3", "no2", "so2", "co")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from tests.support import Pipeline, create_topic, measurement, produce, wait_for
+from airq_dev.harness import Pipeline, create_topic, measurement, produce, wait_for
 
 
 def rss_mb(pid: int) -> float:

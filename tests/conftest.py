@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from airq_app import local_kafka
-from tests import support
-from tests.support import Pipeline
+from airq_dev import harness as support
+from airq_dev import local_kafka
+from airq_dev.harness import Pipeline
 
 
 @pytest.fixture(scope="session")

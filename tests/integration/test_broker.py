@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
-from airq_app import local_kafka
+from airq_dev import local_kafka
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from airq_app.aqi import category_color
-from airq_app.simulator import Faults, SimulatorThread, WorldConfig
-from tests.support import ROOT, Pipeline, encode, http_get, measurement, produce, wait_for
+from airq_dev.harness import ROOT, Pipeline, encode, http_get, measurement, produce, wait_for
+from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from airq_app import openaq
-from airq_app.simulator import HOUR, SimulatorThread
-from tests.fixtures_openaq import TEST_KEY, fast_client, latest_triples, running_simulator, served_triples
+from airq_dev.fixtures_openaq import TEST_KEY, fast_client, latest_triples, running_simulator, served_triples
+from airq_dev.simulator import HOUR, SimulatorThread
 
 pytestmark = pytest.mark.integration
 

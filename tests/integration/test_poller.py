@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from airq_app.simulator import Faults, SimulatorThread, WorldConfig
-from tests.support import Pipeline, consume_all, finished_records, wait_for
+from airq_dev.harness import Pipeline, consume_all, finished_records, wait_for
+from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
 pytestmark = pytest.mark.integration
 SECRET = "poller-secret-key-7Q2Z"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Pipeline, encode, finished_records, measurement, produce, wait_for
+from airq_dev.harness import Pipeline, encode, finished_records, measurement, produce, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

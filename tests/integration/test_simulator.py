@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from airq_app.simulator import HOUR, SimulatorThread, World, WorldConfig, start_subprocess
-from tests.fixtures_openaq import TEST_KEY, running_simulator
+from airq_dev.fixtures_openaq import TEST_KEY, running_simulator
+from airq_dev.simulator import HOUR, SimulatorThread, World, WorldConfig, start_subprocess
 
 pytestmark = pytest.mark.integration
 

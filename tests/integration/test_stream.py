@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Pipeline, consume_all, encode, finished_records, measurement, produce, wait_for
+from airq_dev.harness import Pipeline, consume_all, encode, finished_records, measurement, produce, wait_for
 
 pytestmark = pytest.mark.integration
 

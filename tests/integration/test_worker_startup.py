@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.support import VENV_BIN, Pipeline, encode, free_port, measurement, produce, wait_for
+from airq_dev.harness import VENV_BIN, Pipeline, encode, free_port, measurement, produce, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

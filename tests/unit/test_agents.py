@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, encode, measurement
+from airq_dev.harness import ROOT, encode, measurement
 
 pytestmark = pytest.mark.unit
 

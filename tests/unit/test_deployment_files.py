@@ -41,6 +41,8 @@ def test_broker_is_kraft_without_auto_create(compose: dict) -> None:
     assert str(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == "1"
     listeners = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert "kafka:19092" in listeners.values()
+    # Unauthenticated: published on the host's loopback only.
+    assert all(str(port).startswith("127.0.0.1:") for port in kafka["ports"])
 
 
 def test_worker_settings_are_valid_and_scalable(compose: dict) -> None:
@@ -71,10 +73,13 @@ def test_dockerfile_runs_the_worker_like_a_user() -> None:
     assert re.search(r"^FROM python:3\.11", text, re.M)
     assert 'CMD ["faust", "-A", "airq_app", "worker", "-l", "info"]' in text
     assert "constraints.txt" in text
+    # The worker image (the last stage, the default) carries the pipeline only, not the development tooling.
+    worker_stage = text.rsplit("FROM ", 1)[1]
+    assert "airq_dev" not in worker_stage and "AS worker" in worker_stage
 
 
 def test_simulator_service_uses_the_simulator_module(compose: dict) -> None:
     sim = compose["services"]["simulator"]
-    assert sim["command"][:3] == ["python", "-m", "airq_app.simulator"]
+    assert sim["command"][:3] == ["python", "-m", "airq_dev.simulator"]
     port = sim["command"][sim["command"].index("--port") + 1]
     assert compose["services"]["worker"]["environment"]["OPENAQ_BASE_URL"].endswith(f":{port}}}")

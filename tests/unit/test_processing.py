@@ -9,7 +9,7 @@ import pytest
 from airq_app.filters import FilterConfig
 from airq_app.processing import decide, location_summary
 from airq_app.validation import parse_measurement
-from tests.support import encode, measurement
+from airq_dev.harness import encode, measurement
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)

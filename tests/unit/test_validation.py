@@ -5,7 +5,7 @@ import json
 import pytest
 
 from airq_app.validation import InvalidMessage, parse_measurement
-from tests.support import measurement
+from airq_dev.harness import measurement
 
 pytestmark = pytest.mark.unit
 

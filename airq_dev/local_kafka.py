@@ -1,9 +1,9 @@
 """A local single-node Apache Kafka broker (KRaft) run from Maven Central jars.
 
-    python -m airq_app.local_kafka start     # fetch jars once, format storage, start, wait until ready
-    python -m airq_app.local_kafka stop      # SIGTERM, wait for a clean shutdown
-    python -m airq_app.local_kafka status
-    python -m airq_app.local_kafka fetch     # only resolve the jars into kafka/libs
+    python -m airq_dev.local_kafka start     # fetch jars once, format storage, start, wait until ready
+    python -m airq_dev.local_kafka stop      # SIGTERM, wait for a clean shutdown
+    python -m airq_dev.local_kafka status
+    python -m airq_dev.local_kafka fetch     # only resolve the jars into kafka/libs
 
 Nothing is started when `AIRQ_BROKER` names a broker. State lives under `.kafka/` in the project root
 (`data/`, `logs/server.log`, `broker.pid`); the jars are cached in `kafka/libs/` and `~/.m2`.
@@ -252,7 +252,7 @@ def stop(broker: LocalBroker = LocalBroker(), wait_s: float = 30.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airq_app.local_kafka", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m airq_dev.local_kafka", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
     args = parser.parse_args(argv)
     broker = LocalBroker()

@@ -1,6 +1,6 @@
 """An OpenAQ-v3-compatible HTTP server for tests and offline runs.
 
-    python -m airq_app.simulator --port 8765 --locations 200 [--seed 1] [--rate-limit-per-minute 60]
+    python -m airq_dev.simulator --port 8765 --locations 200 [--seed 1] [--rate-limit-per-minute 60]
                                  [--minute-seconds 60] [--faults '{"error_rate": 0.05}'] ...
 
 The world is deterministic: locations, sensors and every value come from the seed. A sensor's value for an hour is
@@ -1422,11 +1422,11 @@ def run_in_thread(config: WorldConfig | None = None, *, host: str = "127.0.0.1",
 def start_subprocess(
     args: list[str] | None = None, *, python: str = sys.executable, timeout: float = 30.0
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start `python -m airq_app.simulator ARGS` (default `--port 0`); returns (process, base URL) once it
+    """Start `python -m airq_dev.simulator ARGS` (default `--port 0`); returns (process, base URL) once it
     listens. Stop it with `proc.terminate()`."""
     args = list(args) if args is not None else ["--port", "0"]
     proc = subprocess.Popen(
-        [python, "-m", "airq_app.simulator", *args], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [python, "-m", "airq_dev.simulator", *args], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -1456,7 +1456,7 @@ def _parse_faults_arg(text: str) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m airq_app.simulator", description="OpenAQ v3 simulator")
+    p = argparse.ArgumentParser(prog="python -m airq_dev.simulator", description="OpenAQ v3 simulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p.add_argument("--locations", type=int, default=200, help="1 to 20000")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from airq_app import local_kafka
 from airq_app.settings import ConfigError, load_settings
+from airq_dev import local_kafka
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def run() -> int:
                 [
                     sys.executable,
                     "-m",
-                    "airq_app.simulator",
+                    "airq_dev.simulator",
                     "--port",
                     str(port),
                     "--locations",
@@ -152,7 +152,7 @@ def run() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] != ["run"]:
-        print("usage: python -m airq_app.launcher run", file=sys.stderr)
+        print("usage: python -m airq_dev.launcher run", file=sys.stderr)
         return 2
     return run()
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from airq_app.openaq import OpenAQClient
-from airq_app.simulator import Faults, SimulatorThread, WorldConfig
+from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
 TEST_KEY = "test-key-5f3a9c0e1d"  # distinctive, so a leak is easy to find in captured logs
 
