@@ -141,6 +141,32 @@ def answers_metadata(bootstrap: str, timeout: float = 5.0) -> bool:
     return asyncio.run(probe())
 
 
+def process_command_line(pid: int) -> list[str] | None:
+    """The arguments of process `pid`, or None when there is no such (live) process."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    # No /proc (macOS): ask ps; arguments with spaces cannot be told apart, which the check below tolerates.
+    out = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def is_our_kafka(pid: int, config: Path) -> bool:
+    """True when `pid` is a Java process running kafka.Kafka with `config`.
+
+    A pid file can outlive its process, and the pid can then name any other program; only a broker started with
+    this very configuration file may be signalled.
+    """
+    args = process_command_line(pid)
+    if not args:
+        return False
+    return Path(args[0]).name.startswith("java") and "kafka.Kafka" in args and str(config) in args
+
+
 def _read_pid(broker: LocalBroker) -> int | None:
     try:
         pid = int(broker.pid_file.read_text().strip())
@@ -236,12 +262,15 @@ def stop(broker: LocalBroker = LocalBroker(), wait_s: float = 30.0) -> bool:
     if pid is None:
         broker.pid_file.unlink(missing_ok=True)
         return False
+    config = broker.state_dir / "server.properties"
+    if not is_our_kafka(pid, config):
+        print(f"{broker.pid_file} names pid {pid}, which is not this Kafka broker: not signalling it", flush=True)
+        broker.pid_file.unlink(missing_ok=True)
+        return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not is_our_kafka(pid, config):
             break
         time.sleep(0.2)
     else:
