@@ -1,0 +1,94 @@
+"""The `/_sim` control endpoints: what tests and benchmarks read (stats, served values) and switch (faults, clock).
+
+They need no key and are never rate limited or faulted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+
+from airq_dev.simulator.config import HOUR
+from airq_dev.simulator.responses import json_response
+from airq_dev.simulator.state import SIM_KEY
+from airq_dev.simulator.world import utc_str
+
+# -- control endpoints ---------------------------------------------------------------------------------------------
+
+
+async def control_stats(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    include = request.query.get("served", "0").lower() in ("1", "true", "yes")
+    out = sim.stats.snapshot(include)
+    out["faults"] = asdict(sim.faults)
+    out["now"] = datetime.fromtimestamp(sim.world.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out["rate_limit_per_minute"] = sim.config.rate_limit_per_minute
+    out["minute_seconds"] = sim.config.minute_seconds
+    return json_response(out)
+
+
+async def control_served(request: web.Request) -> web.Response:
+    """Served measurements from index `since` on: {"served": [[sensor_id, datetime_utc, value, kind]...], "next"}."""
+    sim = request.app[SIM_KEY]
+    since = max(0, int(request.query.get("since", "0")))
+    with sim.stats.lock:
+        rows = [list(r) for r in sim.stats.served[since:]]
+        total = len(sim.stats.served)
+    return json_response({"served": rows, "next": total, "dropped": sim.stats.served_dropped})
+
+
+async def control_get_faults(request: web.Request) -> web.Response:
+    return json_response(asdict(request.app[SIM_KEY].faults))
+
+
+async def control_set_faults(request: web.Request) -> web.Response:
+    try:
+        changes = await request.json(loads=orjson.loads)
+    except ValueError:
+        return json_response({"detail": "body must be a JSON object"}, 400)
+    if not isinstance(changes, dict):
+        return json_response({"detail": "body must be a JSON object"}, 400)
+    return json_response(request.app[SIM_KEY].set_faults(**changes))
+
+
+async def control_reset(request: web.Request) -> web.Response:
+    request.app[SIM_KEY].reset_stats()
+    return json_response({"ok": True})
+
+
+async def control_clock(request: web.Request) -> web.Response:
+    """`{"advance_hours": n}` or `{"offset_hours": n}` moves the simulated clock; GET shows it."""
+    sim = request.app[SIM_KEY]
+    if request.method == "POST":
+        body = await request.json(loads=orjson.loads)
+        if "offset_hours" in body:
+            sim.config.time_offset_s = float(body["offset_hours"]) * HOUR
+        if "advance_hours" in body:
+            sim.advance(float(body["advance_hours"]))
+    now = sim.world.now()
+    return json_response(
+        {
+            "now": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "latest_hour": utc_str(int(now // HOUR)),
+            "offset_hours": sim.config.time_offset_s / HOUR,
+        }
+    )
+
+
+async def control_world(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    world = sim.world
+    return json_response(
+        {
+            "seed": world.seed,
+            "locations": len(world.locations),
+            "sensors": len(world.sensors),
+            "sensors_by_parameter": {str(k): len(v) for k, v in sorted(world.by_parameter.items())},
+            "rate_limit_per_minute": sim.config.rate_limit_per_minute,
+            "rate_limit_per_hour": sim.config.rate_limit_per_hour,
+            "minute_seconds": sim.config.minute_seconds,
+        }
+    )
