@@ -15,7 +15,10 @@ string ">{limit}" on full pages of non-counting endpoints, camelCase keys, 401 w
 with the four `x-ratelimit-*` headers and 429 `{"detail":"Too many requests"}`, 404/422 bodies.
 
 Faults can be switched at start (CLI) and at runtime (`POST /_sim/faults`); `GET /_sim/stats` reports counters
-and what was served. `--minute-seconds` shortens the rate-limit window so tests of rate limiting take seconds.
+and what was served. Providers' corrections are simulated too: with `revision_rate` > 0 that share of sensor-hours
+gets one new value `revision_delay_s` after it was first served, on every endpoint; `GET /_sim/values` lists every
+distinct value served per (sensor, datetime) and `GET /_sim/revisions` the corrections and when they show.
+`--minute-seconds` shortens the rate-limit window so tests of rate limiting take seconds.
 
 Modules: `config` (switches), `regions` and `world` (the world model), `state` (counters, rate limits),
 `responses`, `middleware`, `handlers` and `control` (HTTP), `app` (routes), `runner` (thread, subprocess, CLI).

@@ -35,4 +35,7 @@ def build_app(world_config: WorldConfig | None = None) -> web.Application:
     r.add_get("/_sim/clock", c.control_clock)
     r.add_post("/_sim/clock", c.control_clock)
     r.add_get("/_sim/world", c.control_world)
+    r.add_post("/_sim/world", c.control_world)
+    r.add_get("/_sim/values", c.control_values)
+    r.add_get("/_sim/revisions", c.control_revisions)
     return app

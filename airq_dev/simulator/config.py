@@ -71,6 +71,10 @@ class WorldConfig:
     record_served: bool = True
     max_served: int = 2_000_000
     time_offset_s: float = 0.0  # shifts the simulated clock (also via POST /_sim/clock)
+    # Providers correct values after publishing them: this share of sensor-hours (chosen from the seed) gets one
+    # new value once revision_delay_s of world-clock time has passed since the sensor-hour was first served.
+    revision_rate: float = 0.0
+    revision_delay_s: float = 20.0
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
@@ -79,3 +83,21 @@ class WorldConfig:
             raise ValueError("locations must be between 1 and 20000")
         if self.minute_seconds <= 0:
             raise ValueError("minute_seconds must be positive")
+        self.update(revision_rate=self.revision_rate, revision_delay_s=self.revision_delay_s)
+
+    def update(self, **changes: Any) -> None:
+        """Change the options that may change while the server runs (`POST /_sim/world`), checked."""
+        unknown = set(changes) - set(RUNTIME_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown or fixed world option(s): {', '.join(sorted(unknown))}")
+        values = {name: RUNTIME_OPTIONS[name](value) for name, value in changes.items()}
+        if not 0.0 <= values.get("revision_rate", 0.0) <= 1.0:
+            raise ValueError("revision_rate must be within [0, 1]")
+        if values.get("revision_delay_s", 0.0) < 0:
+            raise ValueError("revision_delay_s must not be negative")
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+# World options that can change at runtime, with their types.
+RUNTIME_OPTIONS: dict[str, Callable[[Any], Any]] = {"revision_rate": float, "revision_delay_s": float}

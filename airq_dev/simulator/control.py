@@ -60,7 +60,8 @@ async def control_reset(request: web.Request) -> web.Response:
 
 
 async def control_clock(request: web.Request) -> web.Response:
-    """`{"advance_hours": n}` or `{"offset_hours": n}` moves the simulated clock; GET shows it."""
+    """`{"advance_hours": n}`, `{"advance_seconds": n}` or `{"offset_hours": n}` moves the simulated clock; GET
+    shows it."""
     sim = request.app[SIM_KEY]
     if request.method == "POST":
         body = await request.json(loads=orjson.loads)
@@ -68,6 +69,8 @@ async def control_clock(request: web.Request) -> web.Response:
             sim.config.time_offset_s = float(body["offset_hours"]) * HOUR
         if "advance_hours" in body:
             sim.advance(float(body["advance_hours"]))
+        if "advance_seconds" in body:
+            sim.advance(float(body["advance_seconds"]) / HOUR)
     now = sim.world.now()
     return json_response(
         {
@@ -79,8 +82,14 @@ async def control_clock(request: web.Request) -> web.Response:
 
 
 async def control_world(request: web.Request) -> web.Response:
+    """GET: the world's shape and options. POST `{"revision_rate": r, "revision_delay_s": s}`: change them."""
     sim = request.app[SIM_KEY]
     world = sim.world
+    if request.method == "POST":
+        changes = await request.json(loads=orjson.loads)
+        if not isinstance(changes, dict):
+            return json_response({"detail": "body must be a JSON object"}, 400)
+        sim.set_world(**changes)
     return json_response(
         {
             "seed": world.seed,
@@ -90,5 +99,45 @@ async def control_world(request: web.Request) -> web.Response:
             "rate_limit_per_minute": sim.config.rate_limit_per_minute,
             "rate_limit_per_hour": sim.config.rate_limit_per_hour,
             "minute_seconds": sim.config.minute_seconds,
+            "revision_rate": sim.config.revision_rate,
+            "revision_delay_s": sim.config.revision_delay_s,
         }
     )
+
+
+async def control_values(request: web.Request) -> web.Response:
+    """Every distinct value served per (sensor, datetime), in the order first served:
+    `{"values": [[sensor_id, datetime_utc, [value, ...]], ...], "keys", "revised", "dropped"}`.
+    `?revised=1` keeps only the keys served with more than one value; `?sensor_id=N` one sensor."""
+    sim = request.app[SIM_KEY]
+    revised_only = request.query.get("revised", "0").lower() in ("1", "true", "yes")
+    raw = request.query.get("sensor_id")
+    return json_response(sim.stats.values_snapshot(revised_only, int(raw) if raw else None))
+
+
+async def control_revisions(request: web.Request) -> web.Response:
+    """The revised sensor-hours served so far: `{"revisions": [{"sensor_id", "datetime", "published", "revised",
+    "first_served", "due", "visible"}, ...]}`, in the order first served (times as UTC ISO strings)."""
+    sim = request.app[SIM_KEY]
+    world = sim.world
+    now = world.now()
+    out = []
+    for (sid, hour), first in list(world.first_served.items()):
+        sensor = world.sensors[sid]
+        due = first + sim.config.revision_delay_s
+        out.append(
+            {
+                "sensor_id": sid,
+                "datetime": utc_str(hour),
+                "published": world.published_value(sensor, hour),
+                "revised": world.revised_value(sensor, hour),
+                "first_served": _iso(first),
+                "due": _iso(due),
+                "visible": now >= due,
+            }
+        )
+    return json_response({"revisions": out, "now": _iso(now)})
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

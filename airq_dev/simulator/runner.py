@@ -91,6 +91,15 @@ class SimulatorThread:
     def reset(self) -> None:
         self.sim.reset_stats()
 
+    def set_world(self, **changes: Any) -> dict[str, Any]:
+        """`revision_rate`, `revision_delay_s` (as `POST /_sim/world`)."""
+        return self.sim.set_world(**changes)
+
+    def values(self, revised_only: bool = False) -> dict[tuple[int, str], list[float]]:
+        """Every distinct value served per (sensor id, datetime utc), in order (as `GET /_sim/values`)."""
+        snap = self.sim.stats.values_snapshot(revised_only, None)
+        return {(sid, dt): vals for sid, dt, vals in snap["values"]}
+
 
 def start_subprocess(
     args: list[str] | None = None, *, python: str = sys.executable, timeout: float = 30.0
@@ -128,7 +137,7 @@ def _parse_faults_arg(text: str) -> dict[str, Any]:
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m airq_dev.simulator", description="OpenAQ v3 simulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
@@ -141,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inactive-fraction", type=float, default=0.02)
     p.add_argument("--time-offset-hours", type=float, default=0.0)
     p.add_argument("--no-record-served", action="store_true", help="do not keep the list of served values")
+    p.add_argument("--revision-rate", type=float, default=0.0, help="share of sensor-hours corrected later, 0-1")
+    p.add_argument(
+        "--revision-delay-s", type=float, default=20.0, help="seconds after first serving until a correction shows"
+    )
     p.add_argument("--faults", default=None, help='JSON object or name=value,... (e.g. "error_rate=0.1")')
     for name in ("error", "timeout", "slow", "malformed", "sentinel", "negative", "stale", "repeat", "duplicate"):
         p.add_argument(f"--{name}-rate", type=float, default=None, dest=f"{name}_rate")
@@ -172,6 +185,8 @@ def config_from_args(ns: argparse.Namespace) -> WorldConfig:
         inactive_fraction=ns.inactive_fraction,
         record_served=not ns.no_record_served,
         time_offset_s=ns.time_offset_hours * HOUR,
+        revision_rate=ns.revision_rate,
+        revision_delay_s=ns.revision_delay_s,
         faults=faults,
     )
 
@@ -202,7 +217,7 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = _parser().parse_args(argv)
+    ns = build_parser().parse_args(argv)
     try:
         config = config_from_args(ns)
     except ValueError as exc:

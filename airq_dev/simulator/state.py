@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from airq_dev.simulator.config import HOUR, Faults, WorldConfig
+from airq_dev.simulator.config import HOUR, RUNTIME_OPTIONS, Faults, WorldConfig
 from airq_dev.simulator.world import World
 
 
@@ -42,6 +42,12 @@ class Stats:
         self.served: list[tuple[int, str, float, str]] = []
         self.served_total = 0
         self.served_dropped = 0
+        # every distinct value served for a (sensor id, datetime utc), in the order first served
+        self.values: dict[tuple[int, str], list[float]] = {}
+        self.values_dropped = 0
+        # archive files served: (location id, "YYYY-MM-DD") -> [requests, rows in the last one]; and 404s
+        self.archive_files: dict[tuple[int, str], list[int]] = {}
+        self.archive_not_found = 0
 
     def count_request(self, kind: str, now: float) -> None:
         minute = int(now // self.minute_seconds)
@@ -62,6 +68,41 @@ class Stats:
                     self.served.append(row)
                 else:
                     self.served_dropped += 1
+                key = (row[0], row[1])
+                seen = self.values.get(key)
+                if seen is None:
+                    if len(self.values) < self.max_served:
+                        self.values[key] = [row[2]]
+                    else:
+                        self.values_dropped += 1
+                elif row[2] not in seen:
+                    seen.append(row[2])
+
+    def record_archive_file(self, location_id: int, day: str, rows: int) -> None:
+        with self.lock:
+            entry = self.archive_files.setdefault((location_id, day), [0, 0])
+            entry[0] += 1
+            entry[1] = rows
+
+    def values_snapshot(self, revised_only: bool, sensor_id: int | None) -> dict[str, Any]:
+        """`{"values": [[sensor_id, datetime_utc, [value, ...]], ...], "keys", "revised", "dropped"}`."""
+        with self.lock:
+            items = [
+                [sid, dt, list(vals)]
+                for (sid, dt), vals in self.values.items()
+                if (not revised_only or len(vals) > 1) and (sensor_id is None or sid == sensor_id)
+            ]
+            revised = sum(1 for vals in self.values.values() if len(vals) > 1)
+            return {"values": items, "keys": len(self.values), "revised": revised, "dropped": self.values_dropped}
+
+    def archive_snapshot(self) -> dict[str, Any]:
+        """`{"files": [{"location_id", "day", "requests", "rows"}, ...] (sorted), "not_found"}`."""
+        with self.lock:
+            files = [
+                {"location_id": loc, "day": day, "requests": n, "rows": rows}
+                for (loc, day), (n, rows) in sorted(self.archive_files.items())
+            ]
+            return {"files": files, "not_found": self.archive_not_found}
 
     def snapshot(self, include_served: bool) -> dict[str, Any]:
         with self.lock:
@@ -76,6 +117,9 @@ class Stats:
                 "faults_injected": dict(self.faults),
                 "served_total": self.served_total,
                 "served_dropped": self.served_dropped,
+                "values_revised": sum(1 for vals in self.values.values() if len(vals) > 1),
+                "archive_files": len(self.archive_files),
+                "archive_not_found": self.archive_not_found,
             }
             if include_served:
                 out["served"] = [list(r) for r in self.served]
@@ -103,6 +147,12 @@ class Simulator:
         with self.lock:
             self.faults.update(changes)
             return asdict(self.faults)
+
+    def set_world(self, **changes: Any) -> dict[str, Any]:
+        """Change the world options that may change at runtime (`RUNTIME_OPTIONS`); returns them all."""
+        with self.lock:
+            self.config.update(**changes)
+            return {name: getattr(self.config, name) for name in RUNTIME_OPTIONS}
 
     def advance(self, hours: float) -> None:
         self.config.time_offset_s += hours * HOUR

@@ -114,6 +114,8 @@ class World:
         for loc in self.locations:
             for s in loc.sensors:
                 self.by_parameter.setdefault(s.parameter.id, []).append(s)
+        # world-clock time a revised (sensor id, hour) was first served; only revised sensor-hours are kept
+        self.first_served: dict[tuple[int, int], float] = {}
 
     # -- building --------------------------------------------------------------------------------------------------
 
@@ -253,8 +255,8 @@ class World:
         level *= 0.85 + 0.3 * uniform(self.seed, sensor.id, "hour", hour)
         return sig3(max(level * sensor.unit_factor, 0.0))
 
-    def value(self, sensor: Sensor, hour: int) -> float:
-        """The value served for (sensor, hour), including -999 and negative faults (deterministic as well)."""
+    def published_value(self, sensor: Sensor, hour: int) -> float:
+        """The value first published for (sensor, hour), including -999 and negative faults (deterministic too)."""
         value = self.clean_value(sensor, hour)
         faults = self.config.faults
         if faults.sentinel_rate and uniform(self.seed, sensor.id, "sentinel", hour) < faults.sentinel_rate:
@@ -262,6 +264,42 @@ class World:
         if faults.negative_rate and uniform(self.seed, sensor.id, "negative", hour) < faults.negative_rate:
             return -sig3(max(value, 0.001) * (0.05 + uniform(self.seed, sensor.id, "neg", hour)))
         return value
+
+    # -- revisions -------------------------------------------------------------------------------------------------
+
+    def is_revised(self, sensor: Sensor, hour: int) -> bool:
+        """Whether the provider corrects this sensor-hour after publishing it (a `revision_rate` share of them)."""
+        rate = self.config.revision_rate
+        return rate > 0 and uniform(self.seed, sensor.id, "revision", hour) < rate
+
+    def revised_value(self, sensor: Sensor, hour: int) -> float:
+        """The correction of a revised sensor-hour: the clean value scaled by 0.75 to 1.25, never within 5 % of it
+        (so it differs from the published value after rounding to three significant digits)."""
+        factor = 0.75 + 0.5 * uniform(self.seed, sensor.id, "revised", hour)
+        if abs(factor - 1.0) < 0.05:
+            factor += 0.1
+        clean = self.clean_value(sensor, hour)
+        revised = sig3(clean * factor)
+        published = self.published_value(sensor, hour)
+        return revised if revised != published else sig3(revised * 1.1 + 0.001)
+
+    def revision_due(self, sensor: Sensor, hour: int) -> float | None:
+        """World-clock time from which a revised sensor-hour serves its correction; None until it was first served
+        (or when it is never revised)."""
+        first = self.first_served.get((sensor.id, hour))
+        return None if first is None else first + self.config.revision_delay_s
+
+    def value(self, sensor: Sensor, hour: int) -> float:
+        """The value served now for (sensor, hour): the published value, or its correction once `revision_delay_s`
+        of world-clock time has passed since the sensor-hour was first served. Serving a revised sensor-hour for
+        the first time starts that delay."""
+        if not self.is_revised(sensor, hour):
+            return self.published_value(sensor, hour)
+        now = self.now()
+        first = self.first_served.setdefault((sensor.id, hour), now)
+        if now - first >= self.config.revision_delay_s:
+            return self.revised_value(sensor, hour)
+        return self.published_value(sensor, hour)
 
     # -- JSON shapes -----------------------------------------------------------------------------------------------
 

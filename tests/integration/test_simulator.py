@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from airq_dev.fixtures_openaq import TEST_KEY, running_simulator
-from airq_dev.simulator import HOUR, SimulatorThread, World, WorldConfig, start_subprocess
+from airq_dev.simulator import HOUR, SimulatorThread, World, WorldConfig, config_from_args, start_subprocess
+from airq_dev.simulator.runner import build_parser
 
 pytestmark = pytest.mark.integration
 
@@ -362,3 +363,82 @@ def test_runs_as_a_process() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+# -- revisions -----------------------------------------------------------------------------------------------------
+
+
+def _latest_by_sensor(s: SimulatorThread, path: str) -> dict[int, float]:
+    return {i["sensorsId"]: i["value"] for i in get(s, path, limit=1000).json()["results"]}
+
+
+def _series_value(s: SimulatorThread, sensor_id: int, kind: str, end_utc: str) -> float:
+    end = datetime.fromisoformat(end_utc)
+    start = datetime.fromtimestamp(end.timestamp() - HOUR, UTC)
+    rows = get(s, f"/v3/sensors/{sensor_id}/{kind}", datetime_from=start.isoformat(), datetime_to=end.isoformat())
+    [row] = rows.json()["results"]
+    assert row["period"]["datetimeTo"]["utc"] == end_utc
+    return row["value"]
+
+
+def test_revision_shows_on_every_endpoint_after_the_delay() -> None:
+    now = [datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()]
+    config = {"clock": lambda: now[0], "inactive_fraction": 0, "revision_rate": 1.0, "revision_delay_s": 20}
+    with running_simulator(locations=20, **config) as s:
+        hour = "2025-06-01T12:00:00Z"
+        first = _latest_by_sensor(s, "/v3/locations/2178/latest")
+        assert len(first) == 8
+        assert _series_value(s, 3920, "hours", hour) == first[3920]
+        now[0] += 19  # not yet due
+        assert _latest_by_sensor(s, "/v3/locations/2178/latest") == first
+        assert _series_value(s, 3920, "measurements", hour) == first[3920]
+        now[0] += 1
+        later = _latest_by_sensor(s, "/v3/locations/2178/latest")
+        assert later.keys() == first.keys() and all(later[k] != first[k] for k in first)
+        assert _latest_by_sensor(s, "/v3/parameters/2/latest")[3920] == later[3920]
+        assert _series_value(s, 3920, "hours", hour) == later[3920]
+        assert _series_value(s, 3920, "measurements", hour) == later[3920]
+        # the control endpoint lists both values of each sensor-hour, in the order served, once each
+        values = requests.get(s.url + "/_sim/values", params={"revised": 1}, timeout=5).json()
+        by_key = {(sid, dt): vals for sid, dt, vals in values["values"]}
+        for sid in first:
+            assert by_key[(sid, hour)] == [first[sid], later[sid]]
+        assert values["revised"] == len(by_key) >= 8
+        assert s.values()[(3920, hour)] == [first[3920], later[3920]]
+        revisions = requests.get(s.url + "/_sim/revisions", timeout=5).json()["revisions"]
+        mine = {r["sensor_id"]: r for r in revisions if r["datetime"] == hour and r["sensor_id"] in first}
+        assert {sid: (r["published"], r["revised"], r["visible"]) for sid, r in mine.items()} == {
+            sid: (first[sid], later[sid], True) for sid in first
+        }
+
+
+def test_revision_share_and_runtime_switch() -> None:
+    world = World(WorldConfig(locations=40, seed=5, revision_rate=0.25))
+    base = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp()) // HOUR
+    pairs = [(s, base + h) for s in world.sensors.values() for h in range(48)]
+    revised = [(s, h) for s, h in pairs if world.is_revised(s, h)]
+    assert 0.2 <= len(revised) / len(pairs) <= 0.3
+    assert all(world.revised_value(s, h) != world.published_value(s, h) for s, h in revised)
+    assert all(world.revised_value(s, h) >= 0 for s, h in revised)
+    now = [datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()]
+    with running_simulator(locations=10, clock=lambda: now[0], inactive_fraction=0) as s:
+        before = _latest_by_sensor(s, "/v3/locations/2178/latest")
+        now[0] += 600  # ten minutes later nothing changed: the rate is 0
+        assert _latest_by_sensor(s, "/v3/locations/2178/latest") == before
+        assert requests.post(s.url + "/_sim/world", json={"revision_rate": 2}, timeout=5).status_code == 400
+        assert requests.post(s.url + "/_sim/world", json={"locations": 2}, timeout=5).status_code == 400
+        r = requests.post(s.url + "/_sim/world", json={"revision_rate": 1, "revision_delay_s": 5}, timeout=5)
+        assert r.status_code == 200 and (r.json()["revision_rate"], r.json()["revision_delay_s"]) == (1.0, 5.0)
+        assert _latest_by_sensor(s, "/v3/locations/2178/latest") == before  # the delay starts now
+        requests.post(s.url + "/_sim/clock", json={"advance_seconds": 5}, timeout=5)
+        after = _latest_by_sensor(s, "/v3/locations/2178/latest")
+        assert all(after[k] != before[k] for k in before)
+
+
+def test_revision_flags() -> None:
+    ns = build_parser().parse_args(["--revision-rate", "0.1", "--revision-delay-s", "3"])
+    config = config_from_args(ns)
+    assert (config.revision_rate, config.revision_delay_s) == (0.1, 3.0)
+    assert WorldConfig().revision_rate == 0.0
+    with pytest.raises(ValueError):
+        WorldConfig(revision_rate=1.5)
