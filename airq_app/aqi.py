@@ -1,7 +1,11 @@
 """US EPA Air Quality Index (May 2024 table) and the PM NowCast; pure functions, no I/O.
 
-Sources: EPA-454/B-24-002 (AQI Technical Assistance Document, May 2024) as transcribed in
-/work/shared/reference/air-quality.md §1, and the AirNow-Tech NowCast post (kafka-and-nowcast.md Part 2).
+Sources: EPA-454/B-24-002, Technical Assistance Document for the Reporting of Daily Air Quality – the AQI
+(May 2024; https://document.airnow.gov/technical-assistance-document-for-the-reporting-of-daily-air-quailty.pdf),
+Table 6, with the AQI equation as AirNow publishes it
+(https://forum.airnowtech.org/t/the-aqi-equation-2024-valid-beginning-may-6th-2024/453), and the PM NowCast
+as AirNow computes it (https://www.airnow.gov/faqs/how-nowcast-algorithm-used-report/; EPA fact sheet
+https://nepis.epa.gov/Exe/ZyPURL.cgi?Dockey=P100X0J6.txt).
 
 Tables (which `(pollutant, averaging)` pairs have an index)
     pm25 24h    0.0–9.0 / 9.1–35.4 / 35.5–55.4 / 55.5–125.4 / 125.5–225.4 / 225.5–325.4 µg/m³
@@ -14,7 +18,7 @@ Tables (which `(pollutant, averaging)` pairs have an index)
     no2  1h     0–53 / … / 1250–2049 ppb
 Hazardous is one row, 301–500 (the TAD's single "301 and higher" row and its AQI-500 footnote).
 
-Every other pair returns None, as CONTRACTS §5 asks ("an averaging the pollutant has no table for"). In
+Every other pair returns None (an averaging the pollutant has no table for). In
 particular PM given with averaging `1h` is None: the PM table is a 24-hour table. Callers that want an hourly PM
 index pass the NowCast (EPA's own stand-in for the 24-hour mean) or, as an indicative approximation, the hourly
 value itself with averaging `24h` (see `transform.score`).
@@ -68,7 +72,6 @@ CATEGORY_COLORS: dict[str, str] = {
 }
 
 AQI_TABLE_VERSION = "EPA-2024-05"
-POLLUTANTS = ("pm25", "pm10", "o3", "co", "so2", "no2")
 
 
 class Row(NamedTuple):
@@ -82,7 +85,7 @@ def _rows(*rows: tuple[str, str, int, int]) -> tuple[Row, ...]:
     return tuple(Row(Decimal(a), Decimal(b), i, j) for a, b, i, j in rows)
 
 
-# (pollutant, averaging) → (table unit, truncation step, rows). Values: air-quality.md §1.4.
+# (pollutant, averaging) → (table unit, truncation step, rows). Values: EPA-454/B-24-002, Table 6.
 TABLES: dict[tuple[str, str], tuple[str, Decimal, tuple[Row, ...]]] = {
     ("pm25", "24h"): (
         units.UG_M3,
@@ -293,13 +296,8 @@ def nowcast(hourly: list[float | None], pollutant: str = "pm25") -> float | None
     return float(truncate(units.round_significant(result, 12), step))
 
 
-def aqi_from_nowcast(hourly: list[float | None], pollutant: str = "pm25") -> tuple[int, str] | None:
-    """The NowCast AQI: `nowcast` then the 24-hour PM table; None when the NowCast is undefined."""
-    nc = nowcast(hourly, pollutant)
-    return None if nc is None else us_aqi(pollutant, nc, units.UG_M3, "24h")
-
-
-# WHO Global Air Quality Guidelines 2021, AQG levels in µg/m³ (CO in mg/m³); air-quality.md §4.
+# WHO Global Air Quality Guidelines 2021 (https://apps.who.int/iris/handle/10665/345329), Table 0.1: AQG levels
+# in µg/m³ (CO in mg/m³).
 WHO_AQG_2021: dict[tuple[str, str], float] = {
     ("pm25", "annual"): 5,
     ("pm25", "24h"): 15,
@@ -315,7 +313,7 @@ WHO_AQG_2021: dict[tuple[str, str], float] = {
 
 
 def who_exceeds(parameter: str, value: float, averaging: str) -> bool | None:
-    """True when `value` (in the CONTRACTS §4 unit of `parameter`) is above the WHO 2021 guideline level.
+    """True when `value` (in the output unit of `parameter`, `units.canonical_unit`) is above the WHO 2021 level.
 
     Gases are converted to µg/m³ (CO to mg/m³) at 25 °C first. `averaging`: `24h`, `8h`, `annual` or
     `peak_season`, as the guideline defines them. None when WHO gives no guideline for the pair or the value is

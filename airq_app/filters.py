@@ -9,22 +9,25 @@ reason                 action  rule
 parameter_not_allowed  drop    `parameter` not in `FilterConfig.parameters`
 country                drop    `countries` is set and the country (ISO alpha-2) is missing or not in it
 bbox                   drop    `bbox` is set and the coordinates are missing or outside it (edges included)
-bad_timestamp          drop    `datetime_utc` cannot be parsed
 future                 drop    the time is more than `max_future_skew_s` ahead of `now`
 too_old                drop    the time is more than `max_age_hours` before `now`
 sentinel               drop    the *raw* value is one of `sentinels` (-999, -9999: "instrument not reporting")
-not_finite             drop    the value is NaN or infinite
 unit_unknown           drop    the unit could not be normalised (`normalised_value` is None)
 negative               drop    the normalised value is below 0 and `drop_negative` is set
-implausible            drop    the normalised value is above `plausible_max[parameter]`
+implausible            drop    the normalised value is above `plausible_max[parameter]`, or not finite (a
+                               conversion that overflowed)
 (stuck)                flag    `stuck_flag()`: the last `stuck_hours` hourly values are identical; the record is
                                kept and carries the flag `stuck`
 =====================  ======  =================================================================================
 
-The plausible maxima default to OpenAQ's own `upper_limit`s (openaq-db `measurands.sql`, air-quality.md §5.3),
-expressed in the normalised unit: pm1/pm25/pm4 1000 µg/m³, pm10 1500 µg/m³, bc 200 µg/m³, o3 0.5 ppm,
-no2 500 ppb, so2 2000 ppb, co 100 ppm. A value above them is more likely a unit error (µg/m³ labelled ppm) than
-air. A `plausible_max` given in the config is merged over these defaults.
+`check` takes a measurement that `validation.parse_measurement` accepted: its `datetime_utc` is a normalised
+`...Z` instant and its value a finite number, so neither is checked again here.
+
+The plausible maxima default to OpenAQ's own `upper_limit`s (the `measurands` table of
+https://github.com/openaq/openaq-db, `openaqdb/tables/measurands.sql`), expressed in the normalised unit:
+pm1/pm25/pm4 1000 µg/m³, pm10 1500 µg/m³, bc 200 µg/m³, o3 0.5 ppm, no2 500 ppb, so2 2000 ppb, co 100 ppm.
+A value above them is more likely a unit error (µg/m³ labelled ppm) than air. A `plausible_max` given in the
+config is merged over these defaults.
 
 `max_age_hours` defaults to 72 h: it must cover the poller's look-back window (24 h by default) plus the time
 a message may wait in Kafka during an outage, and equals the default de-duplication retention.
@@ -35,11 +38,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from airq_app.transform import parse_utc
+from airq_app.timeutil import utc_seconds
 
 DEFAULT_PARAMETERS: tuple[str, ...] = ("pm25", "pm10", "o3", "no2", "so2", "co")
 DEFAULT_SENTINELS: tuple[float, ...] = (-999.0, -9999.0)
@@ -55,20 +58,6 @@ DEFAULT_PLAUSIBLE_MAX: Mapping[str, float] = MappingProxyType(
         "so2": 2000.0,  # ppb
         "co": 100.0,  # ppm
     }
-)
-
-REASONS = (
-    "parameter_not_allowed",
-    "country",
-    "bbox",
-    "bad_timestamp",
-    "future",
-    "too_old",
-    "sentinel",
-    "not_finite",
-    "unit_unknown",
-    "negative",
-    "implausible",
 )
 
 
@@ -165,7 +154,8 @@ def _bbox(v: Any) -> tuple[float, float, float, float] | None:
 def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfig, now: datetime) -> str | None:
     """The drop reason for measurement `m` (a `Measurement` as a dict), or None when it passes.
 
-    `normalised_value` is the value in the CONTRACTS §4 unit (`units.normalise`), None when the unit is unknown.
+    `m` has passed `validation.parse_measurement` (normalised `datetime_utc`, finite float `value`).
+    `normalised_value` is the value in the output unit (`units.normalise`), None when the unit is unknown.
     `now` must be timezone-aware (naive is taken as UTC).
     """
     parameter = m.get("parameter")
@@ -182,24 +172,19 @@ def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfi
         min_lon, min_lat, max_lon, max_lat = cfg.bbox
         if not (min_lon <= lon <= max_lon and min_lat <= lat <= max_lat):
             return "bbox"
-    try:
-        when = parse_utc(m["datetime_utc"])
-    except (KeyError, TypeError, ValueError):
-        return "bad_timestamp"
-    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
-    if when > now + timedelta(seconds=cfg.max_future_skew_s):
+    when = utc_seconds(m["datetime_utc"])
+    now_s = (now.replace(tzinfo=UTC) if now.tzinfo is None else now).timestamp()
+    if when > now_s + cfg.max_future_skew_s:
         return "future"
-    if when < now - timedelta(hours=cfg.max_age_hours):
+    if when < now_s - cfg.max_age_hours * 3600:
         return "too_old"
-    raw = m.get("value")
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw in cfg.sentinels:
+    raw = m["value"]
+    if raw in cfg.sentinels:
         return "sentinel"
-    if not isinstance(raw, int | float) or isinstance(raw, bool) or not math.isfinite(raw):
-        return "not_finite"
     if normalised_value is None:
         return "unit_unknown"
     if not math.isfinite(normalised_value):
-        return "not_finite"
+        return "implausible"  # a finite raw value whose conversion overflowed (e.g. 1e308 ppm in ppb)
     if cfg.drop_negative and normalised_value < 0:
         return "negative"
     limit = cfg.plausible_max.get(parameter)

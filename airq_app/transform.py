@@ -17,46 +17,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from airq_app import aqi as aqi_mod
 from airq_app import units
-from airq_app.validation import normalise_utc, utc_seconds
+from airq_app.timeutil import format_epoch, format_utc, normalise_utc, utc_seconds
 
 PM = ("pm25", "pm10")
 NOWCAST_HOURS = 12
 
 
-def parse_utc(s: str) -> datetime:
-    """ISO 8601 with `Z`, `+00:00` or another offset, as an aware UTC datetime; a naive time is taken as UTC."""
-    text = s.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def format_utc(dt: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SSZ` (seconds precision, fractions dropped); a naive time is taken as UTC."""
-    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _hour_key(dt: datetime) -> str:
-    return format_utc(dt.replace(minute=0, second=0, microsecond=0))
-
-
 @lru_cache(maxsize=8192)
 def _key_of_hour(hour: int) -> str:
     """`...T13:00:00Z` for an hour number (hours since the epoch); cached, every sensor asks for the same."""
-    return format_utc(datetime.fromtimestamp(hour * 3600, UTC))
+    return format_epoch(hour * 3600)
 
 
 @lru_cache(maxsize=8192)
 def _hour_of_key(key: str) -> int:
-    return int(parse_utc(key).timestamp()) // 3600
+    return utc_seconds(key) // 3600
 
 
 def hourly_window(
@@ -109,12 +90,6 @@ def score(
     return result, ("instant" if result else None), None
 
 
-@lru_cache(maxsize=4)
-def _now_utc(second: int) -> str:
-    """The clock as `...Z`, formatted once a second rather than once a record."""
-    return format_utc(datetime.fromtimestamp(second, UTC))
-
-
 def _float_or_none(v: Any) -> float | None:
     return None if v is None else float(v)
 
@@ -131,9 +106,10 @@ def shape_record(
     nowcast: float | None = None,
     processed_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """One output line (CONTRACTS §4) from measurement `m` (a `Measurement` as a dict) and its normalised value.
+    """One output line (the fields the README lists under Output) from measurement `m` (a `Measurement` as a
+    dict) and its normalised value.
 
-    Extras beyond the contract: `parameter_id`, `datetime_local`, `provider`, `timezone`, `flags` (list;
+    Extras beyond the required fields: `parameter_id`, `datetime_local`, `provider`, `timezone`, `flags` (list;
     `beyond_aqi` is added when the index is above 500), `nowcast`, `aqi_table` and `processed_at`.
     """
     out_flags = list(flags or [])
@@ -167,5 +143,5 @@ def shape_record(
             "partition": int(source["partition"]),
             "offset": int(source["offset"]),
         },
-        "processed_at": format_utc(processed_at) if processed_at else _now_utc(int(time.time())),
+        "processed_at": format_utc(processed_at) if processed_at else format_epoch(int(time.time())),
     }

@@ -1,16 +1,30 @@
 """Parsing and validating raw messages from `air_quality_telematics` (pure; no I/O).
 
-A message the stream cannot use raises `InvalidMessage` with a short reason; the agent dead-letters it.
+A message the stream cannot use raises `InvalidMessage` with a short reason (`category: detail`, the category
+being `empty_message`, `not_json`, `wrong_schema`, `bad_coordinates` or `bad_datetime`); the agent dead-letters it.
+Times are read by `airq_app.timeutil`: an instant that cannot be represented in UTC is a `bad_datetime`.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
+
+# format_utc, normalise_utc and utc_seconds are used here and re-exported for the stream (`utc_seconds`).
+from airq_app.timeutil import format_utc, normalise_utc, parse_utc, utc_seconds
+
+__all__ = [
+    "OPTIONAL",
+    "REQUIRED",
+    "InvalidMessage",
+    "format_utc",
+    "normalise_utc",
+    "parse_measurement",
+    "parse_utc",
+    "utc_seconds",
+]
 
 REQUIRED: dict[str, tuple[type, ...]] = {
     "location_id": (int,),
@@ -35,30 +49,6 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
 
 class InvalidMessage(ValueError):
     """The message is not a usable measurement; `str()` is the dead-letter reason."""
-
-
-def parse_utc(text: str) -> datetime:
-    """An ISO 8601 instant with `Z` or an offset; a naive time is taken as UTC."""
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith(("Z", "z")) else text)
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def format_utc(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# Cached: a poll cycle's measurements share a few dozen hours, and parsing and formatting cost more than the rest
-# of their checks.
-@lru_cache(maxsize=65536)
-def normalise_utc(text: str) -> str:
-    """`YYYY-MM-DDTHH:MM:SSZ` for an ISO 8601 instant; ValueError when it is not one."""
-    return format_utc(parse_utc(text))
-
-
-@lru_cache(maxsize=65536)
-def utc_seconds(text: str) -> int:
-    """Seconds since the epoch of an ISO 8601 instant; ValueError when it is not one."""
-    return int(parse_utc(text).timestamp())
 
 
 def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
@@ -87,9 +77,11 @@ def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
     if not math.isfinite(data["value"]):
         raise InvalidMessage("wrong_schema: value is not a finite number")
     data["value"] = float(data["value"])
-    for coord in ("latitude", "longitude"):
+    for coord, bound in (("latitude", 90.0), ("longitude", 180.0)):
         if data[coord] is not None:
             data[coord] = float(data[coord])
+            if not -bound <= data[coord] <= bound:  # also NaN and infinity
+                raise InvalidMessage(f"bad_coordinates: {coord} {data[coord]!r} is outside [-{bound:g}, {bound:g}]")
     if data["sensor_id"] <= 0 or data["location_id"] <= 0:
         raise InvalidMessage("wrong_schema: ids must be positive")
     if not data["parameter"].strip():

@@ -189,12 +189,45 @@ def test_unusable_rows_give_a_reason(
     reasons: Counter[str] = Counter()
     assert openaq.measurement_from_latest(item, del_norte_index, FETCHED, reasons=reasons) is None
     assert reasons == {reason: 1}
-    assert openaq.latest_to_measurement(item, del_norte_index, FETCHED) == (None, reason)
+    assert openaq.measurement_from_latest(item, del_norte_index, FETCHED) is None  # counting is optional
 
 
 def test_non_object_rows_are_malformed(del_norte_index: dict[int, dict[str, Any]]) -> None:
+    reasons: Counter[str] = Counter()
     for item in (None, [], "x", 3):
-        assert openaq.latest_to_measurement(item, del_norte_index, FETCHED) == (None, openaq.REASON_MALFORMED)
+        assert openaq.measurement_from_latest(item, del_norte_index, FETCHED, reasons=reasons) is None
+        assert openaq.measurement_from_hour(item, 3916, del_norte_index, FETCHED, reasons=reasons) is None
+    assert reasons == {openaq.REASON_MALFORMED: 8}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"datetime": {"utc": "9999-12-31T23:59:59-01:00"}}, openaq.REASON_BAD_DATETIME),  # after datetime.max in UTC
+        ({"datetime": {"utc": "0001-01-01T00:00:00+01:00"}}, openaq.REASON_BAD_DATETIME),  # before datetime.min
+        ({"datetime": {"utc": "2024-09-25T22:00:00Z" * 1000}}, openaq.REASON_BAD_DATETIME),
+        ({"value": 10**400}, openaq.REASON_BAD_VALUE),  # an int beyond the float range
+        ({"value": float("nan")}, openaq.REASON_BAD_VALUE),
+    ],
+)
+def test_hostile_rows_give_a_reason_never_an_exception(
+    change: dict[str, Any], reason: str, del_norte_index: dict[int, dict[str, Any]]
+) -> None:
+    item = {**load("docs_location_2178_latest.json")["results"][0], **change}
+    reasons: Counter[str] = Counter()
+    assert openaq.measurement_from_latest(item, del_norte_index, FETCHED, reasons=reasons) is None
+    assert reasons == {reason: 1}
+
+
+def test_coordinates_outside_the_globe_become_unknown(del_norte_index: dict[int, dict[str, Any]]) -> None:
+    loc = load("docs_location_2178.json")["results"][0]
+    index = openaq.index_locations([{**loc, "coordinates": {"latitude": 91.0, "longitude": -106.5}}])
+    assert index and {(v["latitude"], v["longitude"]) for v in index.values()} == {(None, -106.5)}
+    item = load("docs_location_2178_latest.json")["results"][0]
+    m = openaq.measurement_from_latest(
+        {**item, "coordinates": {"latitude": 10.0, "longitude": 181.0}}, del_norte_index, FETCHED
+    )
+    assert m is not None and (m["latitude"], m["longitude"]) == (35.1353, -106.584702)  # the location's instead
 
 
 def test_parameter_latest_with_a_sensor_outside_the_index() -> None:
@@ -236,13 +269,12 @@ def test_found_may_be_a_string_in_real_payloads() -> None:
 # -- small helpers -------------------------------------------------------------------------------------------------
 
 
-def test_parse_and_format_utc() -> None:
-    assert openaq.normalise_utc("2024-09-25T22:00:00Z") == "2024-09-25T22:00:00Z"
-    assert openaq.normalise_utc("2024-09-25T22:00:00+00:00") == "2024-09-25T22:00:00Z"
+def test_old_time_names_still_answer_none_for_junk() -> None:
+    # the poller of earlier versions used openaq.parse_utc/format_utc; they are airq_app.timeutil's now
     assert openaq.normalise_utc("2023-03-07T00:00:00-0500") == "2023-03-07T05:00:00Z"
-    assert openaq.normalise_utc("2024-09-25T22:00:00") == "2024-09-25T22:00:00Z"
-    assert openaq.normalise_utc("2024-09-25T22:00:00.5Z") == "2024-09-25T22:00:00.500000Z"
     assert openaq.normalise_utc(None) is None and openaq.normalise_utc("") is None and openaq.normalise_utc(5) is None
+    assert openaq.parse_utc("9999-12-31T23:59:59-01:00") is None
+    assert openaq.format_utc(datetime(2024, 9, 25, 22, tzinfo=UTC)) == "2024-09-25T22:00:00Z"
 
 
 def test_encode_params() -> None:

@@ -1,43 +1,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from airq_app.transform import format_utc, hourly_window, parse_utc, score, shape_record
+from airq_app.timeutil import format_utc
+from airq_app.transform import hourly_window, score, shape_record
 
 pytestmark = pytest.mark.unit
 
 UG = "µg/m³"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2025-06-01T11:00:00Z",
-        "2025-06-01T11:00:00+00:00",
-        "2025-06-01T11:00:00",
-        "2025-06-01T13:00:00+02:00",
-        "2025-06-01T11:00:00.000Z",
-    ],
-)
-def test_parse_utc(text: str):
-    dt = parse_utc(text)
-    assert dt == datetime(2025, 6, 1, 11, 0, 0, tzinfo=UTC)
-    assert dt.utcoffset() == timedelta(0)
-
-
-def test_parse_utc_rejects_junk():
-    with pytest.raises(ValueError):
-        parse_utc("not a time")
-
-
-def test_format_utc():
-    assert format_utc(datetime(2025, 6, 1, 11, 0, 5, 987654, tzinfo=UTC)) == "2025-06-01T11:00:05Z"
-    assert format_utc(datetime(2025, 6, 1, 11, 0, 5)) == "2025-06-01T11:00:05Z"
-    assert format_utc(datetime(2025, 6, 1, 13, 0, 0, tzinfo=timezone(timedelta(hours=2)))) == "2025-06-01T11:00:00Z"
 
 
 def raw(**over: Any) -> dict[str, Any]:

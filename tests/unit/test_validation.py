@@ -50,6 +50,13 @@ def test_optional_fields_may_be_missing() -> None:
         (raw(sensor_id=-4), "wrong_schema: ids must be positive"),
         (raw(parameter=" "), "wrong_schema: empty parameter"),
         (raw(datetime_utc="yesterday"), "bad_datetime"),
+        (raw(datetime_utc="9999-12-31T23:59:59-01:00"), "bad_datetime"),  # OverflowError when converted to UTC
+        (raw(datetime_utc="0001-01-01T00:00:00+01:00"), "bad_datetime"),
+        (raw(datetime_utc="2026-11-24T10:00:00Z" * 5000), "bad_datetime"),
+        (raw(latitude=90.5), "bad_coordinates: latitude 90.5 is outside [-90, 90]"),
+        (raw(latitude=-91), "bad_coordinates: latitude -91.0 is outside [-90, 90]"),
+        (raw(longitude=180.01), "bad_coordinates: longitude 180.01 is outside [-180, 180]"),
+        (raw(longitude=-1000), "bad_coordinates: longitude -1000.0 is outside [-180, 180]"),
     ],
 )
 def test_unusable_messages_raise_with_reason(payload: bytes, reason: str) -> None:
@@ -61,3 +68,15 @@ def test_unusable_messages_raise_with_reason(payload: bytes, reason: str) -> Non
 def test_non_finite_value_is_rejected() -> None:
     with pytest.raises(InvalidMessage, match="not_json|finite"):
         parse_measurement(raw().replace(b'"value": 12.3', b'"value": Infinity'))
+
+
+def test_coordinates_on_the_edges_are_valid() -> None:
+    for lat, lon in ((90, 180), (-90, -180), (0, 0)):
+        m = parse_measurement(raw(latitude=lat, longitude=lon))
+        assert (m["latitude"], m["longitude"]) == (float(lat), float(lon))
+
+
+def test_bad_datetime_reason_is_short() -> None:
+    with pytest.raises(InvalidMessage) as err:
+        parse_measurement(raw(datetime_utc="9" * 100_000))
+    assert len(str(err.value)) < 80

@@ -1,0 +1,343 @@
+"""Blocking OpenAQ v3 client (run it in a worker thread): retries, a client-side rate budget and paging.
+
+Facts it relies on (https://docs.openaq.org/using-the-api/rate-limits, .../errors/about):
+* every response is `{"meta": {...}, "results": [...]}`; `meta.found` may be an int, a string like ">1000" or
+  null, so paging stops at the first short page instead;
+* 408 and 5xx are transient; 401/403/404/422 are not worth retrying; 429 carries the `x-ratelimit-*` headers.
+
+The API key is sent only as the `X-API-Key` header and never appears in logs, exceptions, reprs or stats.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+import requests
+
+from airq_app import timeutil
+from airq_app.openaq.budget import RateBudget, _guard_reset, header_int
+from airq_app.openaq.errors import (
+    OpenAQAuthError,
+    OpenAQError,
+    OpenAQNotFoundError,
+    OpenAQRateLimitError,
+    OpenAQRequestError,
+    OpenAQUnavailableError,
+    mask_key,
+    scrub,
+)
+
+log = logging.getLogger("airq.openaq")
+
+DEFAULT_BASE_URL = "https://api.openaq.org"
+MAX_LIMIT = 1000  # the server rejects limit > 1000 with 422
+
+
+def _format_query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return timeutil.format_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(_format_query_value(v) for v in value)
+    return str(value)
+
+
+def encode_params(params: Mapping[str, Any] | None) -> dict[str, str]:
+    """Query parameters as OpenAQ wants them: lists comma-joined, booleans lower-case, datetimes in UTC with Z."""
+    return {k: _format_query_value(v) for k, v in (params or {}).items() if v is not None}
+
+
+class _Retry(Exception):
+    """Internal: a transient failure worth another attempt."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _RateLimited(Exception):
+    """Internal: a 429; the budget already blocks until the reset."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"429, wait {wait:.1f} s")
+        self.wait = wait
+
+
+class OpenAQClient:
+    """Blocking OpenAQ v3 client with retries, a client-side rate budget and paging.
+
+    Thread-safe: attempts are serialised so the budget holds when several threads share one client.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        per_minute: int = 60,
+        per_hour: int = 2000,
+        timeout: float | tuple[float, float] = (5, 15),
+        max_retries: int = 5,
+        session: requests.Session | None = None,
+        minute_seconds: float = 60.0,
+        hour_seconds: float | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_rate_limit_waits: int = 10,
+        user_agent: str = "airq/0.1",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.__key = api_key or ""
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_rate_limit_waits = max_rate_limit_waits
+        self._owns_session = session is None
+        self.session = session or requests.Session()
+        self._user_agent = user_agent
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+        self.budget = RateBudget(
+            per_minute, per_hour, minute_seconds=minute_seconds, hour_seconds=hour_seconds, clock=clock, sleep=sleep
+        )
+        self.request_count = 0
+        self.status_counts: Counter[int] = Counter()
+        self.error_counts: Counter[str] = Counter()
+        self.retry_count = 0
+        self.rate_limited_count = 0
+        self.last_rate_limit_remaining: int | None = None
+        self.last_rate_limit_limit: int | None = None
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAQClient(base_url={self.base_url!r}, api_key={mask_key(self.__key)})"
+
+    def __enter__(self) -> OpenAQClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.__key)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for status pages (no secrets)."""
+        return {
+            "requests": self.request_count,
+            "responses_by_status": {str(k): v for k, v in sorted(self.status_counts.items())},
+            "errors": dict(self.error_counts),
+            "retries": self.retry_count,
+            "rate_limited": self.rate_limited_count,
+            "rate_limit_remaining": self.last_rate_limit_remaining,
+            "rate_limit_limit": self.last_rate_limit_limit,
+            "budget_waits": self.budget.waits,
+            "budget_waited_s": round(self.budget.waited_s, 3),
+            "budget_used": self.budget.used(),
+            "last_error": self.last_error,
+        }
+
+    # -- one request -----------------------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return self._rng.uniform(delay / 2, delay)  # jitter: retries from many clients do not line up
+
+    def _attempt(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        """One HTTP attempt under the budget; returns the envelope or raises `_Retry` / an `OpenAQError`."""
+        headers = {"Accept": "application/json", "User-Agent": self._user_agent}
+        if self.__key:
+            headers["X-API-Key"] = self.__key
+        with self._lock:
+            self.budget.acquire()
+            self.request_count += 1
+            log.debug("openaq: GET %s %s", path, query)
+            try:
+                # no redirects: requests would forward X-API-Key to whatever host a redirect names
+                resp = self.session.get(
+                    self.base_url + path, params=query, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
+                body = resp.content  # read fully here so a broken body counts as this attempt's failure
+            except requests.Timeout as exc:
+                self.error_counts["timeout"] += 1
+                raise _Retry(f"timeout: {self._scrub(type(exc).__name__)}") from None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                self.error_counts["connection"] += 1
+                raise _Retry(f"connection error: {self._scrub(str(exc))[:200]}") from None
+            except requests.RequestException as exc:
+                self.error_counts["request"] += 1
+                raise OpenAQError(f"request for {path} failed: {self._scrub(str(exc))[:300]}") from None
+            finally:
+                self.budget.record()
+            status = resp.status_code
+            self.status_counts[status] += 1
+            limit = header_int(resp.headers, "x-ratelimit-limit")
+            remaining = header_int(resp.headers, "x-ratelimit-remaining")
+            reset = header_int(resp.headers, "x-ratelimit-reset")
+            if remaining is not None:
+                self.last_rate_limit_remaining = remaining
+            if limit is not None:
+                self.last_rate_limit_limit = limit
+            self.budget.observe_server(limit, remaining, reset)
+
+        if status == 200:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                self.error_counts["malformed"] += 1
+                raise _Retry(f"malformed JSON body ({len(body)} bytes)") from None
+            if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+                self.error_counts["malformed"] += 1
+                raise _Retry("unexpected body: no results list")
+            return data
+        detail = self._detail(body)
+        if status == 429:
+            self.rate_limited_count += 1
+            wait = _guard_reset(reset)
+            self.budget.block_for(wait)
+            raise _RateLimited(wait)
+        if status == 408 or status >= 500:
+            retry_after = header_int(resp.headers, "retry-after")
+            raise _Retry(f"HTTP {status}: {detail}", float(retry_after) if retry_after else None)
+        if status in (401, 403):
+            raise OpenAQAuthError(status, path, detail)
+        if status == 404:
+            raise OpenAQNotFoundError(status, path, detail)
+        raise OpenAQRequestError(status, path, detail)
+
+    def _detail(self, body: bytes) -> str:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = body.decode("utf-8", "replace")
+        if isinstance(data, dict):
+            data = data.get("detail", data.get("message", data))
+        text = data if isinstance(data, str) else orjson.dumps(data).decode()
+        return self._scrub(text.strip())[:300] or "(empty body)"
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """GET one page: the whole envelope. Retries transient failures; waits out 429s."""
+        if not path.startswith("/"):
+            path = "/" + path
+        query = encode_params(params)
+        attempt = 0
+        rate_waits = 0
+        while True:
+            try:
+                return self._attempt(path, query)
+            except _RateLimited as rl:
+                rate_waits += 1
+                if rate_waits > self.max_rate_limit_waits:
+                    self.last_error = f"429 on {path} after {rate_waits - 1} waits"
+                    log.error("openaq: %s", self.last_error)
+                    raise OpenAQRateLimitError(self.last_error) from None
+                log.warning("openaq: 429 Too many requests on %s: waiting %.1f s", path, rl.wait)
+                # the budget already blocks until then; the next attempt sleeps there
+            except _Retry as r:
+                self.last_error = f"{path}: {r.reason}"
+                if attempt >= self.max_retries:
+                    log.error("openaq: giving up on %s after %d attempts: %s", path, attempt + 1, r.reason)
+                    raise OpenAQUnavailableError(f"{path} failed after {attempt + 1} attempts: {r.reason}") from None
+                delay = self._backoff(attempt)
+                if r.retry_after:
+                    delay = max(delay, min(r.retry_after, self.backoff_max))
+                attempt += 1
+                self.retry_count += 1
+                log.warning("openaq: %s on %s; retry %d/%d in %.2f s", r.reason, path, attempt, self.max_retries, delay)
+                self._sleep(delay)
+            except OpenAQError as exc:
+                self.last_error = str(exc)
+                log.error("openaq: %s (not retried)", exc)
+                raise
+
+    # -- paging ----------------------------------------------------------------------------------------------------
+
+    def iter_pages(
+        self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT, max_pages: int = 100_000
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Each page's results until a short page; `meta.found` is never trusted (it can be ">1000" or null)."""
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        base = dict(params or {})
+        for page in range(1, max_pages + 1):
+            data = self.get(path, {**base, "limit": limit, "page": page})
+            results = [r for r in data["results"] if isinstance(r, dict)]
+            yield results
+            if len(data["results"]) < limit:
+                return
+        log.warning("openaq: %s: stopped after %d pages", path, max_pages)
+
+    def paginate(
+        self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT
+    ) -> Iterator[dict[str, Any]]:
+        for results in self.iter_pages(path, params, limit=limit):
+            yield from results
+
+    # -- endpoints -------------------------------------------------------------------------------------------------
+
+    def list_locations(
+        self, filters: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT
+    ) -> list[dict[str, Any]]:
+        """All locations matching the filters (`iso`, `countries_id`, `bbox`, `parameters_id`, `providers_id`,
+        `monitor`, `mobile`, ...), every page, ordered by id. `iso` may be a list: the server takes one code per
+        query, so each is fetched in turn."""
+        filters = dict(filters or {})
+        iso = filters.pop("iso", None)
+        isos: list[Any] = list(iso) if isinstance(iso, list | tuple | set | frozenset) else [iso]
+        by_id: dict[int, dict[str, Any]] = {}
+        for code in isos:
+            query = {**filters, "iso": code} if code else filters
+            for loc in self.paginate("/v3/locations", query, limit=limit):
+                loc_id = loc.get("id")
+                if isinstance(loc_id, int) and not isinstance(loc_id, bool):
+                    by_id[loc_id] = loc
+        return [by_id[k] for k in sorted(by_id)]
+
+    def get_location(self, location_id: int) -> dict[str, Any]:
+        results = self.get(f"/v3/locations/{int(location_id)}")["results"]
+        if not results or not isinstance(results[0], dict):
+            raise OpenAQNotFoundError(404, f"/v3/locations/{location_id}", "Location not found")
+        return results[0]
+
+    def location_latest(self, location_id: int, *, datetime_min: datetime | str | None = None) -> list[dict[str, Any]]:
+        return list(self.paginate(f"/v3/locations/{int(location_id)}/latest", {"datetime_min": datetime_min}))
+
+    def latest_for_parameter(
+        self, parameter_id: int, *, datetime_min: datetime | str | None = None, limit: int = MAX_LIMIT
+    ) -> Iterator[dict[str, Any]]:
+        """Every sensor's latest value for one parameter id, worldwide, all pages."""
+        return self.paginate(f"/v3/parameters/{int(parameter_id)}/latest", {"datetime_min": datetime_min}, limit=limit)
+
+    def sensor_hours(
+        self, sensor_id: int, datetime_from: datetime | str, datetime_to: datetime | str, *, limit: int = MAX_LIMIT
+    ) -> list[dict[str, Any]]:
+        """Hourly rows with period end in (datetime_from, datetime_to], for catching up after a gap."""
+        params = {"datetime_from": datetime_from, "datetime_to": datetime_to}
+        return list(self.paginate(f"/v3/sensors/{int(sensor_id)}/hours", params, limit=limit))
+
+    def sensor_measurements(
+        self, sensor_id: int, datetime_from: datetime | str, datetime_to: datetime | str, *, limit: int = MAX_LIMIT
+    ) -> list[dict[str, Any]]:
+        """Raw rows with period end in (datetime_from, datetime_to]."""
+        params = {"datetime_from": datetime_from, "datetime_to": datetime_to}
+        return list(self.paginate(f"/v3/sensors/{int(sensor_id)}/measurements", params, limit=limit))
