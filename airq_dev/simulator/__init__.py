@@ -20,8 +20,13 @@ gets one new value `revision_delay_s` after it was first served, on every endpoi
 distinct value served per (sensor, datetime) and `GET /_sim/revisions` the corrections and when they show.
 `--minute-seconds` shortens the rate-limit window so tests of rate limiting take seconds.
 
+OpenAQ's public archive layout is served at the same base URL, without key or rate limit, computed from the same
+world: `/records/csv.gz/locationid={id}/year={yyyy}/month={mm}/location-{id}-{yyyymmdd}.csv.gz` (see `archive`;
+`GET /_sim/archive` counts the files and rows served).
+
 Modules: `config` (switches), `regions` and `world` (the world model), `state` (counters, rate limits),
-`responses`, `middleware`, `handlers` and `control` (HTTP), `app` (routes), `runner` (thread, subprocess, CLI).
+`responses`, `middleware`, `handlers`, `archive` and `control` (HTTP), `app` (routes), `runner` (thread,
+subprocess, CLI).
 """
 
 from airq_dev.simulator.app import build_app

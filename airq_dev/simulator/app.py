@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from airq_dev.simulator import archive
 from airq_dev.simulator import control as c
 from airq_dev.simulator import handlers as h
 from airq_dev.simulator.config import WorldConfig
@@ -27,6 +28,7 @@ def build_app(world_config: WorldConfig | None = None) -> web.Application:
     r.add_get("/v3/sensors/{sensor_id}", h.get_sensor, name="sensor")
     r.add_get("/v3/sensors/{sensor_id}/hours", h.sensor_hours, name="sensor_hours")
     r.add_get("/v3/sensors/{sensor_id}/measurements", h.sensor_measurements, name="sensor_measurements")
+    r.add_get(archive.ROUTE, archive.archive_file, name="archive")
     r.add_get("/_sim/stats", c.control_stats)
     r.add_get("/_sim/served", c.control_served)
     r.add_get("/_sim/faults", c.control_get_faults)
@@ -38,4 +40,5 @@ def build_app(world_config: WorldConfig | None = None) -> web.Application:
     r.add_post("/_sim/world", c.control_world)
     r.add_get("/_sim/values", c.control_values)
     r.add_get("/_sim/revisions", c.control_revisions)
+    r.add_get("/_sim/archive", c.control_archive)
     return app

@@ -29,7 +29,7 @@ class Faults:
     stale_hours: int = 72
     repeat_rate: float = 0.0  # requests answered with the body served before for the same URL (a stale cache)
     duplicate_rate: float = 0.0  # /latest rows that appear twice in their page
-    kinds: list[str] | None = None  # path kinds the request-level faults apply to; None = all
+    kinds: list[str] | None = None  # path kinds (route names, "archive") request-level faults apply to; None = all
     # The next matching requests get these answers, in order: an HTTP status (e.g. 429, 503, 404),
     # "malformed" (truncated 200 body) or "slow" (delay_s, or 1 s when delay_s is 0).
     fail_next: list[int | str] = field(default_factory=list)
@@ -75,6 +75,7 @@ class WorldConfig:
     # new value once revision_delay_s of world-clock time has passed since the sensor-hour was first served.
     revision_rate: float = 0.0
     revision_delay_s: float = 20.0
+    archive_lag_hours: int = 0  # the archive (/records/...) ends this many hours before the world clock's hour
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
@@ -83,7 +84,7 @@ class WorldConfig:
             raise ValueError("locations must be between 1 and 20000")
         if self.minute_seconds <= 0:
             raise ValueError("minute_seconds must be positive")
-        self.update(revision_rate=self.revision_rate, revision_delay_s=self.revision_delay_s)
+        self.update(**{name: getattr(self, name) for name in RUNTIME_OPTIONS})
 
     def update(self, **changes: Any) -> None:
         """Change the options that may change while the server runs (`POST /_sim/world`), checked."""
@@ -95,9 +96,15 @@ class WorldConfig:
             raise ValueError("revision_rate must be within [0, 1]")
         if values.get("revision_delay_s", 0.0) < 0:
             raise ValueError("revision_delay_s must not be negative")
+        if values.get("archive_lag_hours", 0) < 0:
+            raise ValueError("archive_lag_hours must not be negative")
         for name, value in values.items():
             setattr(self, name, value)
 
 
 # World options that can change at runtime, with their types.
-RUNTIME_OPTIONS: dict[str, Callable[[Any], Any]] = {"revision_rate": float, "revision_delay_s": float}
+RUNTIME_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "revision_rate": float,
+    "revision_delay_s": float,
+    "archive_lag_hours": int,
+}

@@ -82,7 +82,8 @@ async def control_clock(request: web.Request) -> web.Response:
 
 
 async def control_world(request: web.Request) -> web.Response:
-    """GET: the world's shape and options. POST `{"revision_rate": r, "revision_delay_s": s}`: change them."""
+    """GET: the world's shape and options. POST `{"revision_rate", "revision_delay_s", "archive_lag_hours"}` (any of
+    them) changes those options."""
     sim = request.app[SIM_KEY]
     world = sim.world
     if request.method == "POST":
@@ -101,6 +102,7 @@ async def control_world(request: web.Request) -> web.Response:
             "minute_seconds": sim.config.minute_seconds,
             "revision_rate": sim.config.revision_rate,
             "revision_delay_s": sim.config.revision_delay_s,
+            "archive_lag_hours": sim.config.archive_lag_hours,
         }
     )
 
@@ -137,6 +139,12 @@ async def control_revisions(request: web.Request) -> web.Response:
             }
         )
     return json_response({"revisions": out, "now": _iso(now)})
+
+
+async def control_archive(request: web.Request) -> web.Response:
+    """Archive files served: `{"files": [{"location_id", "day": "YYYY-MM-DD", "requests", "rows"}, ...],
+    "not_found"}`; `rows` counts the rows of the last response for that file."""
+    return json_response(request.app[SIM_KEY].stats.archive_snapshot())
 
 
 def _iso(ts: float) -> str:

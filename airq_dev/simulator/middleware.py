@@ -10,6 +10,7 @@ import time
 
 from aiohttp import web
 
+from airq_dev.simulator.archive import archive_middleware
 from airq_dev.simulator.responses import (
     DB_TIMEOUT,
     INVALID_CREDENTIALS,
@@ -33,6 +34,8 @@ def _kind(request: web.Request) -> str:
 @web.middleware
 async def openaq_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     sim = request.app[SIM_KEY]
+    if request.path.startswith("/records/"):
+        return await archive_middleware(sim, request, handler)
     if not request.path.startswith("/v3/"):
         return await _control_errors(request, handler)
     now = sim.world.now()

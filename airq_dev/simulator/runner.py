@@ -92,8 +92,12 @@ class SimulatorThread:
         self.sim.reset_stats()
 
     def set_world(self, **changes: Any) -> dict[str, Any]:
-        """`revision_rate`, `revision_delay_s` (as `POST /_sim/world`)."""
+        """`revision_rate`, `revision_delay_s`, `archive_lag_hours` (as `POST /_sim/world`)."""
         return self.sim.set_world(**changes)
+
+    def archive(self) -> dict[str, Any]:
+        """Archive files served and 404s (as `GET /_sim/archive`)."""
+        return self.sim.stats.archive_snapshot()
 
     def values(self, revised_only: bool = False) -> dict[tuple[int, str], list[float]]:
         """Every distinct value served per (sensor id, datetime utc), in order (as `GET /_sim/values`)."""
@@ -154,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--revision-delay-s", type=float, default=20.0, help="seconds after first serving until a correction shows"
     )
+    p.add_argument("--archive-lag-hours", type=int, default=0, help="hours the archive is behind the API")
     p.add_argument("--faults", default=None, help='JSON object or name=value,... (e.g. "error_rate=0.1")')
     for name in ("error", "timeout", "slow", "malformed", "sentinel", "negative", "stale", "repeat", "duplicate"):
         p.add_argument(f"--{name}-rate", type=float, default=None, dest=f"{name}_rate")
@@ -187,6 +192,7 @@ def config_from_args(ns: argparse.Namespace) -> WorldConfig:
         time_offset_s=ns.time_offset_hours * HOUR,
         revision_rate=ns.revision_rate,
         revision_delay_s=ns.revision_delay_s,
+        archive_lag_hours=ns.archive_lag_hours,
         faults=faults,
     )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -355,11 +358,18 @@ def test_control_endpoints(sim: SimulatorThread) -> None:
 
 
 def test_runs_as_a_process() -> None:
-    proc, url = start_subprocess(["--port", "0", "--locations", "25", "--seed", "2", "--faults", "error_rate=0"])
+    args = ["--port", "0", "--locations", "25", "--seed", "2", "--faults", "error_rate=0", "--revision-rate", "0.5"]
+    proc, url = start_subprocess([*args, "--revision-delay-s", "3", "--archive-lag-hours", "2"])
     try:
         assert url.startswith("http://127.0.0.1:")
         r = requests.get(url + "/v3/locations", headers=H, timeout=5)
         assert r.status_code == 200 and len(r.json()["results"]) == 25
+        world = requests.get(url + "/_sim/world", timeout=5).json()
+        assert (world["revision_rate"], world["revision_delay_s"], world["archive_lag_hours"]) == (0.5, 3.0, 2)
+        yesterday = datetime.fromtimestamp(time.time() - 86_400, UTC).date()
+        path = f"/records/csv.gz/locationid=2178/year={yesterday.year}/month={yesterday.month:02d}/"
+        archive = requests.get(url + path + f"location-2178-{yesterday:%Y%m%d}.csv.gz", timeout=5)
+        assert archive.status_code == 200 and gzip.decompress(archive.content).startswith(b"location_id,sensors_id,")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -389,6 +399,7 @@ def test_revision_shows_on_every_endpoint_after_the_delay() -> None:
         first = _latest_by_sensor(s, "/v3/locations/2178/latest")
         assert len(first) == 8
         assert _series_value(s, 3920, "hours", hour) == first[3920]
+        assert _archive_values(s, 2178, date(2025, 6, 1))[(3920, hour)] == first[3920]
         now[0] += 19  # not yet due
         assert _latest_by_sensor(s, "/v3/locations/2178/latest") == first
         assert _series_value(s, 3920, "measurements", hour) == first[3920]
@@ -398,6 +409,7 @@ def test_revision_shows_on_every_endpoint_after_the_delay() -> None:
         assert _latest_by_sensor(s, "/v3/parameters/2/latest")[3920] == later[3920]
         assert _series_value(s, 3920, "hours", hour) == later[3920]
         assert _series_value(s, 3920, "measurements", hour) == later[3920]
+        assert _archive_values(s, 2178, date(2025, 6, 1))[(3920, hour)] == later[3920]
         # the control endpoint lists both values of each sensor-hour, in the order served, once each
         values = requests.get(s.url + "/_sim/values", params={"revised": 1}, timeout=5).json()
         by_key = {(sid, dt): vals for sid, dt, vals in values["values"]}
@@ -442,3 +454,126 @@ def test_revision_flags() -> None:
     assert WorldConfig().revision_rate == 0.0
     with pytest.raises(ValueError):
         WorldConfig(revision_rate=1.5)
+
+
+# -- archive -------------------------------------------------------------------------------------------------------
+
+ARCHIVE_HEADER = ["location_id", "sensors_id", "location", "datetime", "lat", "lon", "parameter", "units", "value"]
+
+
+def _archive_url(s: SimulatorThread, location_id: int, day: date) -> str:
+    return (
+        f"{s.url}/records/csv.gz/locationid={location_id}/year={day.year}/month={day.month:02d}/"
+        f"location-{location_id}-{day:%Y%m%d}.csv.gz"
+    )
+
+
+def _archive_rows(s: SimulatorThread, location_id: int, day: date) -> list[dict[str, str]]:
+    r = requests.get(_archive_url(s, location_id, day), timeout=10)  # no key: it is a public bucket
+    assert r.status_code == 200, r.text
+    text = gzip.decompress(r.content).decode("utf-8")
+    assert text.splitlines()[0].split(",") == ARCHIVE_HEADER
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _utc(local_iso: str) -> str:
+    return datetime.fromisoformat(local_iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _archive_values(s: SimulatorThread, location_id: int, day: date) -> dict[tuple[int, str], float]:
+    return {(int(r["sensors_id"]), _utc(r["datetime"])): float(r["value"]) for r in _archive_rows(s, location_id, day)}
+
+
+def _hours_values(s: SimulatorThread, sensor_id: int, day: date) -> dict[tuple[int, str], float]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    rows = get(
+        s,
+        f"/v3/sensors/{sensor_id}/hours",
+        datetime_from=datetime.fromtimestamp(start.timestamp() - HOUR, UTC).isoformat(),
+        datetime_to=datetime.fromtimestamp(start.timestamp() + 23 * HOUR, UTC).isoformat(),
+    ).json()["results"]
+    return {(sensor_id, r["period"]["datetimeTo"]["utc"]): r["value"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def archive_sim() -> Iterator[SimulatorThread]:
+    now = datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()
+    with running_simulator(locations=120, seed=21, clock=lambda: now, inactive_fraction=0) as s:
+        yield s
+
+
+def test_archive_rows_match_the_hours_endpoint(archive_sim: SimulatorThread) -> None:
+    s = archive_sim
+    world = s.sim.world
+    india = next(loc for loc in world.locations if loc.timezone == "Asia/Kolkata")
+    s.reset()
+    for loc, day in (
+        (world.by_location[2178], date(2025, 5, 31)),
+        (india, date(2025, 5, 31)),
+        (india, date(2025, 6, 1)),
+    ):
+        rows = _archive_rows(s, loc.id, day)
+        offsets = {r["datetime"][-6:] for r in rows}
+        assert offsets == {"-06:00"} if loc.id == 2178 else offsets == {"+05:30"}
+        assert {_utc(r["datetime"])[:10] for r in rows} == {day.isoformat()}
+        assert {(r["location_id"], r["location"], r["lat"], r["lon"]) for r in rows} == {
+            (str(loc.id), f"{loc.name}-{loc.id}", str(loc.latitude), str(loc.longitude))
+        }
+        by_sensor = {sen.id: sen for sen in loc.sensors}
+        assert {(r["parameter"], r["units"]) for r in rows} == {
+            (by_sensor[int(r["sensors_id"])].parameter.name, by_sensor[int(r["sensors_id"])].parameter.units)
+            for r in rows
+        }
+        expected: dict[tuple[int, str], float] = {}
+        for sensor in loc.sensors:
+            expected |= _hours_values(s, sensor.id, day)
+        archived = {(int(r["sensors_id"]), _utc(r["datetime"])): float(r["value"]) for r in rows}
+        assert archived == expected and len(rows) == len(expected)
+        if day == date(2025, 5, 31):
+            assert len(rows) == 24 * len(loc.sensors)
+        else:  # today: up to each sensor's latest hour (12:00Z at the most)
+            assert 0 < len(rows) <= 13 * len(loc.sensors)
+    assert "µg/m³" in {r["units"] for r in _archive_rows(s, india.id, date(2025, 5, 30))}
+    files = requests.get(s.url + "/_sim/archive", timeout=5).json()
+    counts = {(f["location_id"], f["day"]): f["rows"] for f in files["files"]}
+    assert counts[(2178, "2025-05-31")] == 24 * 8
+    assert counts[(india.id, "2025-06-01")] == len(s.served("archive")) - 24 * 8 - 2 * 24 * len(india.sensors)
+    assert sum(f["requests"] for f in files["files"]) == 4
+
+
+def test_archive_404s(archive_sim: SimulatorThread) -> None:
+    s = archive_sim
+    before = requests.get(s.url + "/_sim/archive", timeout=5).json()["not_found"]
+    missing = [
+        _archive_url(s, 2178, date(2025, 6, 2)),  # tomorrow
+        _archive_url(s, 2178, date(2010, 1, 1)),  # before the station started
+        _archive_url(s, 1, date(2025, 5, 31)),  # no such location
+        _archive_url(s, 2178, date(2025, 5, 31)).replace("month=05", "month=5"),  # not the archive's key
+        _archive_url(s, 2178, date(2025, 5, 31)).replace("locationid=2178", "locationid=2179"),
+        s.url + "/records/csv.gz/locationid=2178/",
+    ]
+    for url in missing:
+        r = requests.get(url, timeout=5)
+        assert r.status_code == 404, url
+        assert "<Code>NoSuchKey</Code>" in r.text and r.headers["Content-Type"].startswith("application/xml")
+    after = requests.get(s.url + "/_sim/archive", timeout=5).json()["not_found"]
+    assert after - before == len(missing)
+
+
+def test_archive_lag_and_faults() -> None:
+    now = datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()
+    with running_simulator(locations=5, seed=2, clock=lambda: now, inactive_fraction=0) as s:
+        s.set_world(archive_lag_hours=24)
+        assert requests.get(_archive_url(s, 2178, date(2025, 6, 1)), timeout=5).status_code == 404
+        assert len(_archive_rows(s, 2178, date(2025, 5, 31))) == 13 * 8  # up to 12:00Z the day before
+        s.set_world(archive_lag_hours=0)
+        s.set_faults(fail_next=[503, "malformed"], kinds=["archive"])
+        assert get(s, "/v3/locations/2178/latest").status_code == 200  # the API is not affected
+        slow = requests.get(_archive_url(s, 2178, date(2025, 5, 31)), timeout=5)
+        assert slow.status_code == 503 and "<Code>SlowDown</Code>" in slow.text
+        cut = requests.get(_archive_url(s, 2178, date(2025, 5, 31)), timeout=5)
+        assert cut.status_code == 200
+        with pytest.raises((EOFError, OSError)):
+            gzip.decompress(cut.content)
+        assert len(_archive_rows(s, 2178, date(2025, 5, 31))) == 24 * 8
+        assert s.archive()["files"] == [{"location_id": 2178, "day": "2025-05-31", "requests": 2, "rows": 192}]
