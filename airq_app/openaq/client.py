@@ -5,7 +5,9 @@ Facts it relies on (https://docs.openaq.org/using-the-api/rate-limits, .../error
   null, so paging stops at the first short page instead;
 * 408 and 5xx are transient; 401/403/404/422 are not worth retrying; 429 carries the `x-ratelimit-*` headers.
 
-The API key is sent only as the `X-API-Key` header and never appears in logs, exceptions, reprs or stats.
+The API key is sent only as the `X-API-Key` header, stripped of surrounding whitespace (a key with a control
+character inside is refused). The text of any exception is scrubbed of every form of the key (`errors.scrub`)
+before it is logged, kept or put in a message, and no library exception is chained to the client's own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from airq_app.openaq.errors import (
     OpenAQRateLimitError,
     OpenAQRequestError,
     OpenAQUnavailableError,
+    clean_key,
+    describe,
     mask_key,
     scrub,
 )
@@ -78,7 +82,9 @@ class _RateLimited(Exception):
 class OpenAQClient:
     """Blocking OpenAQ v3 client with retries, a client-side rate budget and paging.
 
-    Thread-safe: attempts are serialised so the budget holds when several threads share one client.
+    Thread-safe: attempts are serialised so the budget holds when several threads share one client. The key is
+    stripped of surrounding whitespace; a key with a control or non-ASCII character inside raises
+    `OpenAQKeyError` (a `ValueError`) here, with a message that does not contain it.
     """
 
     def __init__(
@@ -100,7 +106,8 @@ class OpenAQClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.__key = api_key or ""
+        self.__key = clean_key(api_key)
+        self.__given_key = api_key or ""  # as configured: scrubbing covers its forms and the stripped key's
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = timeout
         self.max_retries = max(0, int(max_retries))
@@ -140,7 +147,11 @@ class OpenAQClient:
             self.session.close()
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, self.__key)
+        return scrub(text, self.__given_key)
+
+    def _describe(self, exc: BaseException, limit: int = 300) -> str:
+        """An exception's type and text, scrubbed of the key: the only way exception text leaves the client."""
+        return describe(exc, self.__given_key, limit=limit)
 
     def stats(self) -> dict[str, Any]:
         """Counters for status pages (no secrets)."""
@@ -164,32 +175,42 @@ class OpenAQClient:
         delay = min(self.backoff_max, self.backoff_base * (2**attempt))
         return self._rng.uniform(delay / 2, delay)  # jitter: retries from many clients do not line up
 
-    def _attempt(self, path: str, query: dict[str, str]) -> dict[str, Any]:
-        """One HTTP attempt under the budget; returns the envelope or raises `_Retry` / an `OpenAQError`."""
+    def _send(self, path: str, query: dict[str, str]) -> requests.Response:
+        """One GET, body read. Failures are raised outside any `except` block, so no library exception (whose
+        text may quote the key) is chained to them; their text is scrubbed."""
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}
         if self.__key:
             headers["X-API-Key"] = self.__key
+        failure: Exception
+        try:
+            # no redirects: requests would forward X-API-Key to whatever host a redirect names
+            resp = self.session.get(
+                self.base_url + path, params=query, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+            resp.content  # noqa: B018 (read fully here so a broken body counts as this attempt's failure)
+            return resp
+        except requests.Timeout as exc:
+            self.error_counts["timeout"] += 1
+            failure = _Retry(f"timeout: {type(exc).__name__}")
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            self.error_counts["connection"] += 1
+            failure = _Retry(f"connection error: {self._describe(exc, 200)}")
+        except Exception as exc:  # requests.RequestException and anything a library lets through
+            self.error_counts["request"] += 1
+            failure = OpenAQError(f"request for {path} failed: {self._describe(exc)}")
+        raise failure
+
+    def _attempt(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        """One HTTP attempt under the budget; returns the envelope or raises `_Retry` / an `OpenAQError`."""
         with self._lock:
             self.budget.acquire()
             self.request_count += 1
             log.debug("openaq: GET %s %s", path, query)
             try:
-                # no redirects: requests would forward X-API-Key to whatever host a redirect names
-                resp = self.session.get(
-                    self.base_url + path, params=query, headers=headers, timeout=self.timeout, allow_redirects=False
-                )
-                body = resp.content  # read fully here so a broken body counts as this attempt's failure
-            except requests.Timeout as exc:
-                self.error_counts["timeout"] += 1
-                raise _Retry(f"timeout: {self._scrub(type(exc).__name__)}") from None
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                self.error_counts["connection"] += 1
-                raise _Retry(f"connection error: {self._scrub(str(exc))[:200]}") from None
-            except requests.RequestException as exc:
-                self.error_counts["request"] += 1
-                raise OpenAQError(f"request for {path} failed: {self._scrub(str(exc))[:300]}") from None
+                resp = self._send(path, query)
             finally:
                 self.budget.record()
+            body = resp.content
             status = resp.status_code
             self.status_counts[status] += 1
             limit = header_int(resp.headers, "x-ratelimit-limit")
@@ -202,11 +223,14 @@ class OpenAQClient:
             self.budget.observe_server(limit, remaining, reset)
 
         if status == 200:
+            parsed = True
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
+                parsed = False
+            if not parsed:
                 self.error_counts["malformed"] += 1
-                raise _Retry(f"malformed JSON body ({len(body)} bytes)") from None
+                raise _Retry(f"malformed JSON body ({len(body)} bytes)")
             if not isinstance(data, dict) or not isinstance(data.get("results"), list):
                 self.error_counts["malformed"] += 1
                 raise _Retry("unexpected body: no results list")

@@ -1,12 +1,19 @@
-"""The OpenAQ client against the simulator over real HTTP: paging, retries, rate limits, key hygiene."""
+"""The OpenAQ client against the simulator over real HTTP: paging, retries, rate limits, key hygiene; and against
+a tiny hostile server of its own for what the simulator cannot send (bad headers, bad bodies, echoed keys)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -276,3 +283,104 @@ def test_key_never_appears_in_logs_errors_or_status(fresh: SimulatorThread, capl
     assert any("GET" in t for t in texts)  # debug request logs were captured
     assert not [t for t in texts if TEST_KEY in t]
     assert all(TEST_KEY not in str(e.__cause__) + str(e.__context__) for e in errors)
+
+
+# -- a hostile server of the test's own ----------------------------------------------------------------------------
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+@contextmanager
+def hostile_server(answer: Callable[[str, dict[str, list[str]], dict[str, str]], Answer]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 that answers each GET with `answer(path, query, headers)`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlsplit(self.path)
+            status, headers, body = answer(url.path, parse_qs(url.query), dict(self.headers.items()))
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            if "Content-Length" not in headers:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading, as it should for a body that is too large
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def envelope(results: list[Any]) -> bytes:
+    return json.dumps({"meta": {"found": len(results)}, "results": results}).encode()
+
+
+# -- hostile input: the key -----------------------------------------------------------------------------------------
+
+
+def test_a_key_ending_in_a_newline_is_stripped_and_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with running_simulator(locations=30, api_keys=[TEST_KEY]) as s:  # any other key is a 401
+        client = fast_client(s.url, key=TEST_KEY + "\n")
+        locations = client.list_locations()
+    assert len(locations) == 30 and client.status_counts == {200: 1}
+    assert TEST_KEY not in caplog.text + repr(client) + json.dumps(client.stats())
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\n", "\r", "\x7f", "é"])
+def test_a_key_with_a_control_character_inside_is_refused_without_showing_it(bad: str) -> None:
+    key = TEST_KEY[:8] + bad + TEST_KEY[8:]
+    with pytest.raises(ValueError) as info:
+        fast_client("http://127.0.0.1:9", key=key)
+    text = str(info.value) + repr(info.value)
+    assert "X-API-Key" in text and "position 9" in text
+    assert TEST_KEY[:8] not in text and TEST_KEY[8:] not in text and key not in text
+    assert isinstance(info.value, openaq.OpenAQError)
+
+
+KEY_WITH_SPECIALS = "tk/5f3a+9c0e=1d&x"  # percent-encodes to something else
+
+
+def test_every_form_of_the_key_a_server_echoes_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        key = headers.get("X-API-Key", "")
+        echo = f"raw {key} url {quote(key, safe='')} repr {key!r} json {json.dumps(key)} bytes {key.encode()!r}"
+        status = 503 if path.endswith("/latest") else 422
+        return status, {}, json.dumps({"detail": echo}).encode()
+
+    with hostile_server(answer) as url:
+        client = fast_client(url, key=KEY_WITH_SPECIALS, max_retries=1)
+        errors = []
+        for call in (client.list_locations, lambda: list(client.latest_for_parameter(2))):
+            with pytest.raises(openaq.OpenAQError) as info:
+                call()
+            errors.append(info.value)
+    assert "raw *** url *** repr" in str(errors[0])
+    texts = [r.getMessage() for r in caplog.records] + [str(e) + repr(e) for e in errors]
+    texts += [repr(client), json.dumps(client.stats())]
+    forms = [KEY_WITH_SPECIALS, quote(KEY_WITH_SPECIALS, safe=""), "5f3a", "9c0e"]
+    assert not [t for t in texts if any(f in t for f in forms)]
+
+
+def test_scrub_replaces_every_form_of_a_key() -> None:
+    key = " k/ey+1=\n"
+    text = f"{key} {key!r} {key.strip()} {quote(key, safe='')} {quote(key.strip())} {json.dumps(key)} {key.encode()!r}"
+    scrubbed = openaq.scrub(text, key)
+    assert "k/ey" not in scrubbed and "k%2Fey" not in scrubbed and "ey+1" not in scrubbed
+    assert scrubbed.count("***") >= 7
+    assert openaq.scrub("nothing to hide", None) == "nothing to hide"
