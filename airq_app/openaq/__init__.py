@@ -24,6 +24,7 @@ from airq_app.openaq.errors import (
 )
 from airq_app.openaq.payloads import (
     REASON_BAD_DATETIME,
+    REASON_BAD_LOCATION,
     REASON_BAD_VALUE,
     REASON_MALFORMED,
     REASON_UNKNOWN_SENSOR,
@@ -44,6 +45,7 @@ __all__ = [
     "PARAMETERS",
     "POLLUTANT_IDS",
     "REASON_BAD_DATETIME",
+    "REASON_BAD_LOCATION",
     "REASON_BAD_VALUE",
     "REASON_MALFORMED",
     "REASON_UNKNOWN_SENSOR",

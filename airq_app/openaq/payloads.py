@@ -9,6 +9,7 @@ Values are kept as reported (negative and -999 included): judging them is the st
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime
@@ -17,11 +18,14 @@ from typing import Any
 from airq_app import timeutil
 from airq_app.openaq.catalogue import PARAMETERS
 
+log = logging.getLogger("airq.openaq")
+
 # Reasons a row does not become a measurement (for counters).
 REASON_MALFORMED = "malformed"
 REASON_UNKNOWN_SENSOR = "unknown_sensor"
 REASON_BAD_VALUE = "bad_value"
 REASON_BAD_DATETIME = "bad_datetime"
+REASON_BAD_LOCATION = "bad_location"  # index_locations: a location skipped
 
 Reasons = MutableMapping[str, int]
 
@@ -59,39 +63,68 @@ def _count(reasons: Reasons | None, reason: str) -> None:
         reasons[reason] = reasons.get(reason, 0) + 1
 
 
-def index_locations(locations: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+def _location_sensors(loc: Any) -> dict[int, dict[str, Any]]:
+    """The index entries of one location; TypeError/ValueError when the location itself is malformed (no integer
+    id, or `sensors` that is not a list). Malformed sensors inside a good location are skipped one by one."""
+    if not isinstance(loc, Mapping):
+        raise TypeError(f"a location is an object, not {type(loc).__name__}")
+    loc_id = _int(loc.get("id"))
+    if loc_id is None:
+        raise ValueError("no integer id")
+    sensors = loc.get("sensors")
+    if sensors is None:
+        return {}
+    if not isinstance(sensors, list):
+        raise TypeError(f"sensors is {type(sensors).__name__}, not a list")
+    coords = _obj(loc.get("coordinates"))
+    base = {
+        "location_id": loc_id,
+        "location_name": _str(loc.get("name")),
+        "country": _str(_obj(loc.get("country")).get("code")),
+        "latitude": _coord(coords.get("latitude"), 90),
+        "longitude": _coord(coords.get("longitude"), 180),
+        "timezone": _str(loc.get("timezone")),
+        "provider": _str(_obj(loc.get("provider")).get("name")),
+    }
+    entries: dict[int, dict[str, Any]] = {}
+    for sensor in sensors:
+        if not isinstance(sensor, Mapping):
+            continue
+        sensor_id = _int(sensor.get("id"))
+        param = _obj(sensor.get("parameter"))
+        name = _str(param.get("name"))
+        if sensor_id is None or name is None:
+            continue
+        pid = _int(param.get("id"))
+        unit = _str(param.get("units")) or (PARAMETERS[pid].units if pid in PARAMETERS else None)
+        if unit is None:
+            continue
+        entries[sensor_id] = {**base, "parameter": name, "parameter_id": pid, "unit": unit}
+    return entries
+
+
+def _location_id(loc: Any) -> str:
+    return repr(loc.get("id"))[:40] if isinstance(loc, Mapping) else f"<{type(loc).__name__}>"
+
+
+def index_locations(
+    locations: Iterable[Mapping[str, Any]], *, reasons: Reasons | None = None
+) -> dict[int, dict[str, Any]]:
     """sensor id → what a measurement needs about it (JSON-serialisable, so it can be cached on disk):
-    location_id, location_name, country, latitude, longitude, timezone, provider, parameter, parameter_id, unit."""
+    location_id, location_name, country, latitude, longitude, timezone, provider, parameter, parameter_id, unit.
+
+    A malformed location (not an object, no integer id, `sensors` not a list, or anything else that fails) is
+    skipped with one log line naming its id, and counted as `REASON_BAD_LOCATION` in `reasons`: one bad
+    location never costs the others."""
     index: dict[int, dict[str, Any]] = {}
     for loc in locations:
-        if not isinstance(loc, Mapping):
+        try:
+            entries = _location_sensors(loc)
+        except Exception as exc:  # one malformed location must not stop the index
+            _count(reasons, REASON_BAD_LOCATION)
+            log.warning("openaq: location %s skipped: malformed (%s)", _location_id(loc), str(exc)[:100])
             continue
-        loc_id = _int(loc.get("id"))
-        if loc_id is None:
-            continue
-        coords = _obj(loc.get("coordinates"))
-        base = {
-            "location_id": loc_id,
-            "location_name": _str(loc.get("name")),
-            "country": _str(_obj(loc.get("country")).get("code")),
-            "latitude": _coord(coords.get("latitude"), 90),
-            "longitude": _coord(coords.get("longitude"), 180),
-            "timezone": _str(loc.get("timezone")),
-            "provider": _str(_obj(loc.get("provider")).get("name")),
-        }
-        for sensor in loc.get("sensors") or ():
-            if not isinstance(sensor, Mapping):
-                continue
-            sensor_id = _int(sensor.get("id"))
-            param = _obj(sensor.get("parameter"))
-            name = _str(param.get("name"))
-            if sensor_id is None or name is None:
-                continue
-            pid = _int(param.get("id"))
-            unit = _str(param.get("units")) or (PARAMETERS[pid].units if pid in PARAMETERS else None)
-            if unit is None:
-                continue
-            index[sensor_id] = {**base, "parameter": name, "parameter_id": pid, "unit": unit}
+        index.update(entries)
     return index
 
 

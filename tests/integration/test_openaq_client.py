@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -384,3 +385,28 @@ def test_scrub_replaces_every_form_of_a_key() -> None:
     assert "k/ey" not in scrubbed and "k%2Fey" not in scrubbed and "ey+1" not in scrubbed
     assert scrubbed.count("***") >= 7
     assert openaq.scrub("nothing to hide", None) == "nothing to hide"
+
+
+# -- hostile input: payloads, headers, sizes, endless listings -----------------------------------------------------
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "openaq"
+
+
+def test_one_malformed_location_does_not_stop_the_index(caplog: pytest.LogCaptureFixture) -> None:
+    good = json.loads((DATA / "docs_location_2178.json").read_text(encoding="utf-8"))["results"][0]
+    other = {**good, "id": 2179, "sensors": [{"id": 77, "parameter": {"id": 2, "name": "pm25", "units": "µg/m³"}}]}
+    bad = {**good, "id": 4242, "sensors": 5}
+    served = [good, bad, other]
+
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        return 200, {}, envelope(served)
+
+    with hostile_server(answer) as url:
+        locations = fast_client(url).list_locations()
+    assert [loc["id"] for loc in locations] == [2178, 2179, 4242]
+    reasons: dict[str, int] = {}
+    index = openaq.index_locations(locations, reasons=reasons)
+    assert {m["location_id"] for m in index.values()} == {2178, 2179} and 77 in index and len(index) == 9
+    assert reasons == {openaq.REASON_BAD_LOCATION: 1}
+    lines = [r.getMessage() for r in caplog.records if "4242" in r.getMessage()]
+    assert len(lines) == 1 and "skipped" in lines[0]

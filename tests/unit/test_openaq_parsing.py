@@ -100,6 +100,31 @@ def test_index_locations_tolerates_nulls_and_junk() -> None:
     assert meta["provider"] is None and meta["timezone"] is None
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"sensors": 5}, {"sensors": "pm25"}, {"sensors": {"id": 1}}, {"id": True}, {"id": "12"}, {"id": None}],
+)
+def test_a_malformed_location_is_skipped_and_counted(change: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    good = load("docs_location_2178.json")["results"][0]
+    bad = {**good, "id": 4242, **change}
+    reasons: Counter[str] = Counter()
+    assert openaq.index_locations([bad, good], reasons=reasons) == openaq.index_locations([good])
+    assert reasons == {openaq.REASON_BAD_LOCATION: 1}
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 1
+
+
+def test_odd_fields_inside_a_location_are_tolerated() -> None:
+    good = load("docs_location_2178.json")["results"][0]
+    sensors = [
+        {"id": 1, "parameter": {"id": 2, "name": "pm25", "units": 5}},  # units from the table
+        {"id": 2, "parameter": {"id": [2], "name": "pm25"}},  # no usable id nor units: this sensor only
+    ]
+    reasons: Counter[str] = Counter()
+    index = openaq.index_locations([{**good, "coordinates": 7, "country": [], "sensors": sensors}], reasons=reasons)
+    assert set(index) == {1} and index[1]["unit"] == "µg/m³" and index[1]["latitude"] is None
+    assert index[1]["country"] is None and reasons == {}
+
+
 # -- measurement_from_latest ---------------------------------------------------------------------------------------
 
 
