@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from airq_app.openaq import PARAMETERS, Parameter
+from airq_app.openaq.catalogue import PARAMETERS, Parameter
 from airq_dev.simulator.config import HOUR
 from airq_dev.simulator.responses import META_BASE, ApiError, QueryError, json_response
 from airq_dev.simulator.state import SERVED_KEY, SIM_KEY

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from airq_app.openaq import PARAMETERS, Parameter
+from airq_app.openaq.catalogue import PARAMETERS, Parameter
 from airq_app.units import MOLAR_VOLUME_L, MOLECULAR_WEIGHT
 from airq_dev.simulator.config import HOUR, WorldConfig
 from airq_dev.simulator.regions import GAS_LEVEL_PPB, H2016, H2025, LOWCOST_PROVIDERS, PROFILES, REGIONS
