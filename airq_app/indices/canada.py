@@ -1,0 +1,105 @@
+"""Canada's Air Quality Health Index (index id `CA`): a formula over three 3-hour means, not a breakpoint table.
+
+Health Canada's formula (Stieb et al., JAWMA 58:435, 2008; the AQI Hub's Canada page):
+
+    AQHI = (1000 / 10.4) × [(e^(0.000871 × NO2) − 1) + (e^(0.000537 × O3) − 1) + (e^(0.000487 × PM2.5) − 1)]
+
+with NO2 and O3 in ppb and PM2.5 in µg/m³, each a 3-hour mean, rounded to the nearest whole number (half up). The
+scale starts at 1: a rounded 0 (clean air) is reported as 1. Categories: Low 1–3, Moderate 4–6, High 7–10,
+Very High above 10, with one colour per value (1 … 10, 10+) from the Canadian scale.
+
+A pollutant on its own (`term`, `sub_index`) is its share of the sum, i.e. the AQHI that pollutant alone would give;
+the location's AQHI needs all three means (`aqhi`).
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_UP, Decimal
+
+from airq_app import units
+
+AVERAGING_HOURS = 3.0
+SCALE = 1000 / 10.4
+COEFFICIENTS: dict[str, float] = {"no2": 0.000871, "o3": 0.000537, "pm25": 0.000487}
+UNITS: dict[str, str] = {"no2": units.PPB, "o3": units.PPB, "pm25": units.UG_M3}
+POLLUTANTS = ("no2", "o3", "pm25")
+
+LOW, MODERATE, HIGH, VERY_HIGH = "Low", "Moderate", "High", "Very High"
+# Colour of each value 1 … 10 and of 10+ (level 11).
+COLORS = (
+    "#02cbff",
+    "#0099ca",
+    "#01649b",
+    "#fffe02",
+    "#ffcb00",
+    "#fe9933",
+    "#fd6765",
+    "#fc0100",
+    "#cb0003",
+    "#9a0000",
+    "#650100",
+)
+
+
+def category(value: int) -> str:
+    if value <= 3:
+        return LOW
+    if value <= 6:
+        return MODERATE
+    if value <= 10:
+        return HIGH
+    return VERY_HIGH
+
+
+def level(value: int) -> int:
+    """The step of the 11-colour scale: the value itself from 1 to 10, 11 above 10."""
+    return min(max(value, 1), 11)
+
+
+def color(value: int) -> str:
+    return COLORS[level(value) - 1]
+
+
+def to_aqhi_unit(pollutant: str, concentration: float | Decimal, unit: str) -> float | None:
+    """The concentration in the formula's unit (ppb for gases, µg/m³ for PM2.5), or None."""
+    if pollutant not in UNITS:
+        return None
+    value = units.to_decimal(concentration)
+    if value is None or value < 0:
+        return None
+    converted = units.convert_gas(pollutant, value, unit, UNITS[pollutant])
+    return None if converted is None else float(converted)
+
+
+def term(pollutant: str, concentration: float) -> float:
+    """One pollutant's part of the AQHI, unrounded (concentration in the formula's unit)."""
+    return SCALE * (math.exp(COEFFICIENTS[pollutant] * concentration) - 1.0)
+
+
+def round_aqhi(raw: float) -> int:
+    """Nearest whole number, half up, and at least 1."""
+    return max(1, int(Decimal(repr(raw)).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+
+
+def aqhi(no2_ppb: float, o3_ppb: float, pm25_ugm3: float) -> tuple[int, str] | None:
+    """(AQHI, category) from the three 3-hour means; None when one is missing, negative or not finite."""
+    values = (no2_ppb, o3_ppb, pm25_ugm3)
+    if any(v is None or not math.isfinite(v) or v < 0 for v in values):
+        return None
+    raw = sum(term(p, float(v)) for p, v in zip(POLLUTANTS, values, strict=True))
+    value = round_aqhi(raw)
+    return value, category(value)
+
+
+def sub_index(
+    pollutant: str, concentration: float | Decimal, unit: str, averaging_hours: float
+) -> tuple[int, str] | None:
+    """(value, category) of one pollutant's share of the AQHI; None unless a 3-hour mean of NO2, O3 or PM2.5."""
+    if float(averaging_hours) != AVERAGING_HOURS:
+        return None
+    c = to_aqhi_unit(pollutant, concentration, unit)
+    if c is None:
+        return None
+    value = round_aqhi(term(pollutant, c))
+    return value, category(value)
