@@ -10,6 +10,7 @@ tracked here. Headers are untrusted input: anything that is not a finite number 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -17,14 +18,37 @@ from collections.abc import Callable, Mapping
 log = logging.getLogger("airq.openaq")
 
 
+# Accepted range of each numeric header; values outside are malformed. -1/-2 are documented for reset.
+HEADER_RANGES: dict[str, tuple[int, int]] = {
+    "x-ratelimit-limit": (1, 1_000_000),
+    "x-ratelimit-remaining": (0, 1_000_000),
+    "x-ratelimit-used": (0, 1_000_000),
+    "x-ratelimit-reset": (-2, 86_400),
+    "retry-after": (0, 86_400),
+}
+
+
+class HeaderError(ValueError):
+    """A rate-limit header that is present but not a number in its accepted range."""
+
+
 def header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """The integer value of a numeric header (decimals truncated), None when it is absent or not a number at all
+    (an HTTP-date `retry-after`). HeaderError when it is a number outside `HEADER_RANGES` or not finite
+    (`inf`, `nan`, `1e400`)."""
     raw = headers.get(name)
     if raw is None:
         return None
     try:
-        return int(float(raw))
+        number = float(raw)
     except ValueError:
-        return None
+        if name == "retry-after":
+            return None  # an HTTP-date: allowed, not used
+        raise HeaderError(f"{name}: not a number") from None
+    lo, hi = HEADER_RANGES.get(name, (-(2**31), 2**31))
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise HeaderError(f"{name}: {str(raw)[:20]!r} is outside {lo}..{hi}")
+    return int(number)
 
 
 class RateBudget:

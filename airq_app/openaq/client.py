@@ -25,7 +25,7 @@ import orjson
 import requests
 
 from airq_app import timeutil
-from airq_app.openaq.budget import RateBudget, _guard_reset, header_int
+from airq_app.openaq.budget import HeaderError, RateBudget, _guard_reset, header_int
 from airq_app.openaq.errors import (
     OpenAQAuthError,
     OpenAQError,
@@ -175,6 +175,15 @@ class OpenAQClient:
         delay = min(self.backoff_max, self.backoff_base * (2**attempt))
         return self._rng.uniform(delay / 2, delay)  # jitter: retries from many clients do not line up
 
+    def _header(self, headers: Mapping[str, str], name: str) -> int | None:
+        """A numeric response header, or None when absent or malformed (counted as `bad_header`)."""
+        try:
+            return header_int(headers, name)
+        except HeaderError as exc:
+            self.error_counts["bad_header"] += 1
+            log.debug("openaq: ignoring a malformed header: %s", self._scrub(str(exc)))
+            return None
+
     def _send(self, path: str, query: dict[str, str]) -> requests.Response:
         """One GET, body read. Failures are raised outside any `except` block, so no library exception (whose
         text may quote the key) is chained to them; their text is scrubbed."""
@@ -213,9 +222,9 @@ class OpenAQClient:
             body = resp.content
             status = resp.status_code
             self.status_counts[status] += 1
-            limit = header_int(resp.headers, "x-ratelimit-limit")
-            remaining = header_int(resp.headers, "x-ratelimit-remaining")
-            reset = header_int(resp.headers, "x-ratelimit-reset")
+            limit = self._header(resp.headers, "x-ratelimit-limit")
+            remaining = self._header(resp.headers, "x-ratelimit-remaining")
+            reset = self._header(resp.headers, "x-ratelimit-reset")
             if remaining is not None:
                 self.last_rate_limit_remaining = remaining
             if limit is not None:
@@ -242,7 +251,7 @@ class OpenAQClient:
             self.budget.block_for(wait)
             raise _RateLimited(wait)
         if status == 408 or status >= 500:
-            retry_after = header_int(resp.headers, "retry-after")
+            retry_after = self._header(resp.headers, "retry-after")
             raise _Retry(f"HTTP {status}: {detail}", float(retry_after) if retry_after else None)
         if status in (401, 403):
             raise OpenAQAuthError(status, path, detail)

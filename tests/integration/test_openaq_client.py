@@ -410,3 +410,47 @@ def test_one_malformed_location_does_not_stop_the_index(caplog: pytest.LogCaptur
     assert reasons == {openaq.REASON_BAD_LOCATION: 1}
     lines = [r.getMessage() for r in caplog.records if "4242" in r.getMessage()]
     assert len(lines) == 1 and "skipped" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("headers", "bad"),
+    [
+        ({"x-ratelimit-remaining": "inf"}, 1),  # int(float("inf")) is an OverflowError
+        ({"x-ratelimit-limit": "1e400", "x-ratelimit-reset": "-inf"}, 2),
+        ({"x-ratelimit-limit": "nan", "x-ratelimit-remaining": "NaN", "x-ratelimit-reset": "nan"}, 3),
+        ({"x-ratelimit-remaining": "-5", "x-ratelimit-reset": "-7"}, 2),  # only -1/-2 are documented for reset
+        ({"x-ratelimit-limit": "100000000000", "x-ratelimit-reset": "99999999999"}, 2),
+        ({"x-ratelimit-limit": "sixty"}, 1),
+    ],
+)
+def test_malformed_rate_limit_headers_are_ignored_and_counted(headers: dict[str, str], bad: int) -> None:
+    def answer(path: str, query: dict[str, list[str]], _headers: dict[str, str]) -> Answer:
+        return 200, headers, envelope([{"id": 1, "sensors": []}, {"id": 2, "sensors": []}])
+
+    with hostile_server(answer) as url:
+        client = fast_client(url)
+        started = time.monotonic()
+        for _ in range(3):
+            assert [loc["id"] for loc in client.list_locations()] == [1, 2]
+    assert time.monotonic() - started < 1.0  # no wait was derived from a malformed header
+    assert client.error_counts["bad_header"] == 3 * bad
+    assert client.last_rate_limit_remaining is None and client.last_rate_limit_limit is None
+    assert client.budget.wait_time() == 0
+
+
+def test_a_429_with_an_infinite_reset_waits_about_a_second() -> None:
+    calls: list[int] = []
+
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        calls.append(1)
+        if len(calls) == 1:
+            limits = {"x-ratelimit-limit": "60", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "inf"}
+            return 429, limits, b'{"detail":"Too many requests"}'
+        return 200, {}, envelope([{"id": 1}])
+
+    with hostile_server(answer) as url:
+        client = fast_client(url)
+        started = time.monotonic()
+        assert [loc["id"] for loc in client.list_locations()] == [1]
+    assert 0.9 <= time.monotonic() - started < 5
+    assert client.rate_limited_count == 1 and client.error_counts["bad_header"] == 1
