@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from airq_app.application import app
+    from airq_app.worker import default_runtime
 
-    app.main()
+    default_runtime().app.main()
 
 
 if __name__ == "__main__":

@@ -1,51 +1,42 @@
-"""The one Faust app. Settings come from `pipeline.json` and the environment (see `airq_app.settings`)."""
+"""The Faust app: its configuration from the settings, and its own start and stop duties. Nothing else.
+
+What runs on it (agents, timers, views) is wired by `airq_app.worker` according to the worker's role; this module
+imports none of its users.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from faust.transport.producer import ProducerBuffer
 from faust.types import TransportT
 
-from airq_app import memory
-from airq_app.settings import ConfigError, Settings, load_settings
-from airq_app.startup import ensure_topics, wait_for_broker
-
-try:
-    settings: Settings = load_settings()
-except ConfigError as exc:
-    # One clear line and a non-zero exit, not a traceback: the user has a file to fix.
-    print(f"airq: configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+from airq_app.kafka import faust_internals
+from airq_app.kafka.admin import TopicSpec, ensure_topics, wait_for_broker
+from airq_app.settings import Settings
 
 log = logging.getLogger("airq")
 
-# The canonical URL is what other workers use to forward table lookups here (@app.table_route).
-web_host = os.environ.get("AIRQ_WEB_HOST") or (
-    "127.0.0.1" if settings.web_bind in ("127.0.0.1", "localhost") else os.uname().nodename
-)
-
-
-# Table writes queue changelog messages in this buffer; past `max_messages` the stream waits while it drains one
-# message at a time. Faust's 100 makes that wait happen every few events.
-ProducerBuffer.max_messages = 10_000
-
 
 class AirqApp(faust.App):
-    """Faust's App plus two start/stop duties: wait for the broker, and finish output before stopping."""
+    """Faust's App plus airq's start and stop duties.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    At first start: wait for the broker (answering /airq/health and /airq/ready meanwhile), then create every
+    topic airq uses, the tables' changelogs included. At stop: stop feeding the agents, then run `before_stop`
+    hooks (finish every open file, which acknowledges its messages) while the consumer can still commit.
+    """
+
+    def __init__(self, *args: Any, airq_settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.airq_settings = airq_settings
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
+        self.after_start: list[Callable[[], Awaitable[None]]] = []
+        self.topic_specs: dict[str, TopicSpec] = {}
 
     async def on_stop(self) -> None:
-        # Stop feeding the agents, then finish every open file (which acknowledges its messages) while the
-        # consumer can still commit them.
         self.flow_control.suspend()
         for hook in self.before_stop:
             try:
@@ -55,70 +46,78 @@ class AirqApp(faust.App):
         await super().on_stop()
 
     def _new_transport(self) -> TransportT:
-        from airq_app.transport import Transport  # Faust's aiokafka transport, cheaper per message
+        return faust_internals.Transport(self.conf.broker_consumer, self)
 
-        return Transport(self.conf.broker_consumer, self)
+    def bootstrap_servers(self) -> list[str]:
+        return [f"{u.host}:{u.port or 9092}" for u in self.conf.broker]
 
     async def on_first_start(self) -> None:
+        settings = self.airq_settings
         self.conf.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         await super().on_first_start()
-        bootstrap = [f"{u.host}:{u.port or 9092}" for u in self.conf.broker]
+        bootstrap = self.bootstrap_servers()
         await wait_for_broker(bootstrap, settings.web_bind, settings.web_port)
-        from airq_app.topics import DEAD_LETTER_TOPIC, MEASUREMENTS_TOPIC
-
-        wanted: dict[str, dict[str, str]] = {MEASUREMENTS_TOPIC: {}, DEAD_LETTER_TOPIC: {}}
+        wanted = dict(self.topic_specs)
         # The tables' changelogs too: made by Faust during start-up, their partitions can be missing from the
         # consumer's metadata for minutes, and a table write fails (PartitionsMismatch) until they show.
         for table in self.tables.values():
-            wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}
-        await ensure_topics(bootstrap, wanted, settings.partitions)
+            wanted[table.changelog_topic_name] = TopicSpec(settings.partitions, {"cleanup.policy": "compact"})
+        await ensure_topics(bootstrap, wanted)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        for hook in self.after_start:
+            await hook()
 
 
-app = AirqApp(
-    settings.app_id,
-    version=1,
-    origin="airq_app",
-    autodiscover=False,
-    broker=settings.broker,
-    store="rocksdb://",
-    datadir=str(settings.data_dir),
-    topic_partitions=settings.partitions,
-    topic_allow_declare=True,
-    table_standby_replicas=settings.standby_replicas,
-    consumer_auto_offset_reset="earliest",
-    # Offsets are committed only for events whose output is durable (see airq_app.agents), so a
-    # rebalance must not wait for every in-flight event: the revoke handler finishes the files instead.
-    stream_wait_empty=False,
-    broker_commit_interval=1.0,
-    # How long a crashed worker keeps its partitions before the group moves them.
-    broker_session_timeout=settings.session_timeout_s,
-    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 6),
-    broker_max_poll_records=2000,
-    # Table writes produce one changelog message each: without a linger every message is its own produce
-    # request, and sending them cost more than the processing (py-spy). 10 ms batches them.
-    producer_linger=0.01,
-    producer_max_batch_size=256 * 1024,
-    stream_buffer_maxsize=16384,
-    web_port=settings.web_port,
-    web_bind=settings.web_bind,
-    web_host=web_host,
-    web_transport="tcp://",
-    web_in_thread=False,
-    logging_config=None,
-)
+def web_host(settings: Settings) -> str:
+    """The host other workers use to reach this one (its canonical URL, for forwarded lookups)."""
+    return os.environ.get("AIRQ_WEB_HOST") or (
+        "127.0.0.1" if settings.web_bind in ("127.0.0.1", "localhost") else os.uname().nodename
+    )
 
 
-@app.timer(memory.INTERVAL_S)
-async def release_memory() -> None:
-    took = memory.release()
-    if took > 0.05:
-        log.warning("airq: returning freed memory to the system took %.0f ms", took * 1000)
-
-
-# Modules that declare topics, tables, agents and views on `app` (imported for their side effects).
-from airq_app import topics, views  # noqa: E402,F401
-
-if settings.processes:
-    from airq_app import agents  # noqa: E402,F401
-if settings.polls:
-    from airq_app import poller  # noqa: E402,F401
+def create_app(settings: Settings) -> AirqApp:
+    """The app for these settings. A worker that only polls joins a group of its own (`<id>-ingest`): it has no
+    tables, and a member without them would make the processing group's leader compute a wrong assignment."""
+    faust_internals.set_producer_buffer_limit()
+    app_id = settings.app_id if settings.processes else f"{settings.app_id}-ingest"
+    return AirqApp(
+        app_id,
+        airq_settings=settings,
+        version=1,
+        origin="airq_app",
+        autodiscover=False,
+        broker=settings.broker,
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        table_standby_replicas=settings.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        # Offsets are committed only for events whose output is durable (see airq_app.stream.processor), so a
+        # rebalance must not wait for every in-flight event: the revoke handler finishes the files instead.
+        stream_wait_empty=False,
+        broker_commit_interval=1.0,
+        # How long a crashed worker keeps its partitions before the group moves them.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 6),
+        broker_max_poll_records=2000,
+        # Table writes produce one changelog message each: without a linger every message is its own produce
+        # request, and sending them cost more than the processing (py-spy). 10 ms batches them.
+        producer_linger=0.01,
+        producer_max_batch_size=256 * 1024,
+        stream_buffer_maxsize=16384,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host=web_host(settings),
+        web_transport="tcp://",
+        web_in_thread=False,
+        # Faust's own pages serve table contents, cluster URLs and internals to anyone who reaches the port.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        logging_config=None,
+    )

@@ -12,26 +12,6 @@ from prometheus_client.registry import Collector
 from airq_app.status import WorkerStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-registry = CollectorRegistry()
-
-processing_seconds = Histogram(
-    "airq_processing_seconds",
-    "Time to process one message in the stream (parse, filter, score, tables, hand to the sink).",
-    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
-    registry=registry,
-)
-end_to_end_seconds = Histogram(
-    "airq_end_to_end_seconds",
-    "From a message's Kafka timestamp to its record in a finished file.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
-    registry=registry,
-)
-poll_duration_seconds = Histogram(
-    "airq_poll_duration_seconds",
-    "Duration of one full OpenAQ polling cycle.",
-    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
-    registry=registry,
-)
 
 COUNTERS = {
     "polled": "Measurements received from OpenAQ.",
@@ -42,8 +22,42 @@ COUNTERS = {
     "replayed": "Replayed messages skipped because their output was already finished.",
     "files_finished": "Output files finished.",
     "flagged": "Records written with a quality flag.",
+    "stale": "Messages of an earlier assignment, left to the partition's new owner.",
+    "handed_over": "Records not written because their partition moved to another worker mid-event.",
+    "poll_skipped": "Polled measurements outside the selection, or not mappable.",
+    "poll_cycles": "Polling cycles run.",
 }
 
+
+class Metrics:
+    """This worker's Prometheus registry: latency histograms, and the status counters read at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.processing_seconds = Histogram(
+            "airq_processing_seconds",
+            "Time to process one message in the stream (parse, filter, score, tables, hand to the sink).",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.end_to_end_seconds = Histogram(
+            "airq_end_to_end_seconds",
+            "From a message's Kafka timestamp to its record in a finished file.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+            registry=self.registry,
+        )
+        self.poll_duration_seconds = Histogram(
+            "airq_poll_duration_seconds",
+            "Duration of one full OpenAQ polling cycle.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=self.registry,
+        )
+
+    def install(self, status: WorkerStatus, extra: Callable[[], dict[str, Any]]) -> None:
+        self.registry.register(StatusCollector(status, extra))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 class StatusCollector(Collector):
     def __init__(self, status: WorkerStatus, extra: Callable[[], dict[str, Any]]) -> None:
@@ -82,11 +96,3 @@ class StatusCollector(Collector):
         yield GaugeMetricFamily(
             "airq_active_partitions", "Partitions this worker processes.", value=len(extra.get("active", []))
         )
-
-
-def install(status: WorkerStatus, extra: Callable[[], dict[str, Any]]) -> None:
-    registry.register(StatusCollector(status, extra))
-
-
-def render() -> bytes:
-    return generate_latest(registry)

@@ -1,4 +1,8 @@
-"""Records that travel on the topics."""
+"""Records that travel on the topics: the schema of a message on `air_quality_telematics`.
+
+The poller builds each message as a `Measurement`; the stream reads messages as bytes and validates them itself
+(`airq_app.validation`), since any producer may write to the topic.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +30,6 @@ class Measurement(faust.Record, serializer="json", allow_blessed_key=False):
     timezone: str | None = None
     provider: str | None = None
     fetched_at: str | None = None  # ISO 8601 Z: when the poller received it
+
+
+MEASUREMENT_FIELDS = tuple(Measurement._options.fields)

@@ -26,18 +26,6 @@ class Decision:
     history: dict[str, Any] | None = None  # new value for the sensor's `sensor_history` entry, when it changes
 
 
-def filter_config(settings: Any) -> filters.FilterConfig:
-    """The stream's filter rules: the `filters` section plus the `selection` (parameters, countries, bbox)."""
-    return filters.FilterConfig.from_dict(
-        {
-            **settings.filters,
-            "parameters": list(settings.parameters),
-            "countries": list(settings.countries),
-            "bbox": list(settings.bbox) if settings.bbox else None,
-        }
-    )
-
-
 def decide(
     m: dict[str, Any],
     source: dict[str, Any],

@@ -7,6 +7,7 @@ message naming the field and the problem.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,17 +17,10 @@ from dotenv import load_dotenv
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from airq_app.filters import FilterConfig
+
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
 ROLES = ("all", "ingest", "process")
-
-# Bounded RocksDB memory per partition DB (Faust's default block cache is 2 GiB per partition).
-ROCKSDB_OPTIONS = {
-    "write_buffer_size": 2 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "target_file_size_base": 8 * 1024 * 1024,
-    "block_cache_size": 4 * 1024 * 1024,
-    "block_cache_compressed_size": 1 * 1024 * 1024,
-}
 
 SIMULATOR_KEY = "airq-simulator"  # the simulator accepts any key; this one marks simulator mode
 
@@ -58,6 +52,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 class ConfigError(ValueError):
     """The pipeline file or an environment variable is invalid."""
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    directory: Path
+    worker_id: str
+    rotate_max_bytes: int
+    rotate_max_age_s: float
+    flush_interval_s: float
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,23 @@ class Settings:
     def processes(self) -> bool:
         return self.role in ("all", "process")
 
+    @property
+    def output(self) -> OutputSettings:
+        return OutputSettings(
+            self.output_dir, f"w{self.web_port}", self.rotate_max_bytes, self.rotate_max_age_s, self.flush_interval_s
+        )
+
+    def filter_rules(self) -> FilterConfig:
+        """The stream's filter rules: the `filters` section plus the `selection` (parameters, countries, bbox)."""
+        return FilterConfig.from_dict(
+            {
+                **self.filters,
+                "parameters": list(self.parameters),
+                "countries": list(self.countries),
+                "bbox": list(self.bbox) if self.bbox else None,
+            }
+        )
+
     def public(self) -> dict[str, Any]:
         """What status pages may show: everything but the key."""
         return {
@@ -153,6 +173,8 @@ def load_pipeline(path: Path) -> dict[str, Any]:
         raise ConfigError(f"pipeline file {path} not found (set AIRQ_PIPELINE or create it)") from exc
     except OSError as exc:
         raise ConfigError(f"pipeline file {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"pipeline file {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -189,6 +211,8 @@ def _env_float(env: dict[str, str], name: str, low: float) -> float | None:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}: {raw!r} is not a number") from exc
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {raw!r} is not a finite number")
     if not value >= low:
         raise ConfigError(f"{name}: {value} must be at least {low}")
     return value
@@ -212,7 +236,10 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         broker = f"kafka://{broker}"
     poll_interval = _env_float(env, "AIRQ_POLL_INTERVAL", 1.0) or float(p["openaq"]["poll_interval_s"])
 
-    api_key = env.get("OPENAQ_API_KEY") or ""
+    api_key = (env.get("OPENAQ_API_KEY") or "").strip()  # a quoted .env value may end in a newline
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in api_key):
+        # Never echo the key: it is a secret, and its text is what is wrong.
+        raise ConfigError("OPENAQ_API_KEY: contains spaces or control characters (check the .env quoting)")
     using_simulator = not api_key
     if using_simulator:
         base_url = env.get("OPENAQ_BASE_URL") or f"http://127.0.0.1:{p['simulator']['port']}"
@@ -267,10 +294,8 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
     )
     # No rule ties dedup.retention_hours to filters.max_age_hours: a measurement older than its sensor's
     # de-duplication window is dropped as too_old whatever max_age_hours allows (processing.decide).
-    from airq_app.processing import filter_config  # late: keeps settings importable on its own
-
     try:
-        filter_config(settings)
+        settings.filter_rules()
     except ValueError as exc:
         raise ConfigError(f"{pipeline_path}: {exc}") from None
     return settings

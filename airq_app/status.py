@@ -1,4 +1,7 @@
-"""This worker's counters and health facts, shared by agents, the poller, the sink and the web views."""
+"""This worker's counters and health facts, shared by the stream, the poller, the sink and the web views.
+
+One `WorkerStatus` is built per worker by `airq_app.worker` and handed to each part; nothing here is global.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ class WorkerStatus:
         self.openaq_responses: Counter[int] = Counter()
         self.positions: dict[int, int] = {}  # partition -> next offset to consume
         self.sink_blocked: str | None = None
-        self.broker_error: str | None = None
 
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -61,7 +63,7 @@ class WorkerStatus:
             "files_finished": c["files_finished"],
             "caught_up": c["caught_up"],
             "realigned": c["realigned"],
+            "stale": c["stale"],
+            "handed_over": c["handed_over"],
+            "poll_skipped": c["poll_skipped"],
         }
-
-
-status = WorkerStatus()

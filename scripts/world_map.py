@@ -1,7 +1,7 @@
-"""Build the dashboard's world map (airq_app/static/world.svg) from a world-atlas land TopoJSON file.
+"""Build the dashboard's world map (airq_app/web/static/world.svg) from a world-atlas land TopoJSON file.
 
     npm pack world-atlas@2 && tar xzf world-atlas-2.0.2.tgz
-    python scripts/world_map.py package/land-110m.json > airq_app/static/world.svg
+    python scripts/world_map.py package/land-110m.json > airq_app/web/static/world.svg
 
 Equirectangular: x = longitude + 180, y = 90 - latitude, so the page places a location without a map library.
 """

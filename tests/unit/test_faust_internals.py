@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mode import Service
 
-from airq_app.transport import hand_over
+from airq_app.kafka.faust_internals import hand_over
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +80,11 @@ def test_an_error_after_waiting_reaches_the_consumer() -> None:
 
     with pytest.raises(ValueError, match="cannot decode m4"):
         asyncio.run(go())
+
+
+def test_the_installed_faust_is_the_one_these_internals_were_written_against() -> None:
+    from airq_app.kafka import faust_internals
+
+    assert faust_internals.installed_version() == faust_internals.FAUST_VERSION, (
+        "faust-streaming changed: re-check every use in airq_app/kafka/faust_internals.py before moving the pin"
+    )

@@ -12,10 +12,12 @@ from typing import Any
 
 import orjson
 
+from airq_app.kafka.faust_internals import send_changelog_for, store_get
+
 
 def read(table: Any, key: str) -> dict[str, Any] | None:
     """The JSON object stored under `key`, or None."""
-    raw = table.data.get(key)
+    raw = store_get(table, key)
     return orjson.loads(raw) if raw is not None else None
 
 
@@ -68,9 +70,15 @@ class LocationSummaries:
             del entries[key]
         self.pending.pop(partition, None)
 
-    def drop(self, partition: int) -> None:
-        """The partition moved away: its new owner keeps its summaries."""
-        self.pending.pop(partition, None)
+    def hand_over(self, partition: int) -> int:
+        """The partition is being revoked: send its pending summaries to the changelog, where its new owner
+        recovers them, and forget them here. Returns how many were sent. (Dropping them would lose every location
+        whose summary was not flushed yet until its next new hour.)"""
+        entries = self.pending.pop(partition, {})
+        self._since.pop(partition, None)
+        for key, summary in entries.items():
+            send_changelog_for(self.table, partition, key, orjson.dumps(summary))
+        return len(entries)
 
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         merged = {k: orjson.loads(v) for k, v in self.table.items()}

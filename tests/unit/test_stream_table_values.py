@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from airq_app.table_values import LocationSummaries, read, write
+from airq_app.stream.table_values import LocationSummaries, read, write
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +18,7 @@ class RecordingTable(dict):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[str] = []
+        self.changelog: list[tuple[int, str, bytes]] = []
 
     @property
     def data(self) -> dict[str, bytes]:
@@ -26,6 +27,9 @@ class RecordingTable(dict):
     def __setitem__(self, key: str, value: bytes) -> None:
         self.writes.append(key)
         super().__setitem__(key, value)
+
+    def send_changelog(self, partition: int, key: str, value: bytes) -> None:
+        self.changelog.append((partition, key, value))
 
 
 def summary(value: float) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def test_summaries_are_written_when_old_enough_even_mid_burst() -> None:
     assert summaries.due(1, caught_up=lambda: False)
 
 
-def test_a_failed_write_stays_pending_and_a_moved_partition_is_dropped() -> None:
+def test_a_failed_write_stays_pending_and_a_revoked_partition_hands_its_summaries_over() -> None:
     class Failing(RecordingTable):
         def __setitem__(self, key: str, value: bytes) -> None:
             raise RuntimeError("changelog not writable yet")
@@ -73,8 +77,12 @@ def test_a_failed_write_stays_pending_and_a_moved_partition_is_dropped() -> None
     with pytest.raises(RuntimeError):
         summaries.flush(3)
     assert summaries.pending[3] == {"40": summary(1.0)}
-    summaries.drop(3)
+    summaries.put(4, "41", summary(2.0))
+    # Revoked before its flush: the summary goes to partition 3's changelog, where the new owner recovers it.
+    assert summaries.hand_over(3) == 1
+    assert summaries.table.changelog == [(3, "40", orjson.dumps(summary(1.0)))]
     assert summaries.get("40") is None and 3 not in summaries.pending
+    assert summaries.get("41") == summary(2.0)  # another partition's pending summaries stay
 
 
 def test_items_merge_the_table_with_pending() -> None:

@@ -1,11 +1,21 @@
-"""Faust's aiokafka transport with a cheaper hand-over of each fetched message to the streams.
+"""Every place airq relies on faust-streaming internals, in one module, written against `FAUST_VERSION`.
 
-Faust's consumer hands every message to the streams with
-`await self.wait_first(callback(message), self.suspend_flow.wait())`: four tasks (the two, and the service's
-stopped and crashed events) and an `asyncio.wait` per message, so that a hand-over blocked by a full buffer is
-abandoned when a rebalance suspends the flow; py-spy put it among a worker's top costs. Almost every hand-over
-completes without waiting, so `_drain_messages` here runs it directly, and only one that has to wait is raced
-against `suspend_flow` exactly as Faust does. Everything else is Faust's loop unchanged (faust-streaming 0.15.3).
+`tests/unit/test_faust_internals.py` fails when the installed faust-streaming is another version: each use below
+must then be checked against the new Faust before the pin moves.
+
+- The consumer's hand-over of each fetched message to the streams (`Consumer._drain_messages`, Faust's loop with
+  one change). Faust hands every message over with `await self.wait_first(callback(message),
+  self.suspend_flow.wait())`: four tasks (the two, and the service's stopped and crashed events) and an
+  `asyncio.wait` per message, so that a hand-over blocked by a full buffer is abandoned when a rebalance suspends
+  the flow; py-spy put it among a worker's top costs. Almost every hand-over completes without waiting, so the loop
+  here runs it directly, and only one that has to wait is raced against `suspend_flow` exactly as Faust does.
+- `ProducerBuffer.max_messages`: table writes queue changelog messages in this buffer; past `max_messages` the
+  stream waits while it drains one message at a time. Faust's 100 makes that wait happen every few events.
+- `Table._verify_source_topic_partitions`: raises `PartitionsMismatch` before a write, so the stream can check
+  both tables before writing either.
+- `Consumer._commit`: commits explicit offsets (forwards or backwards) when a partition is assigned.
+- `Table.data` (the store) for one-lookup reads, and `Table.send_changelog` for a write on behalf of a partition
+  outside any event (location summaries flushed when their partition is revoked).
 """
 
 from __future__ import annotations
@@ -14,9 +24,43 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
+import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 from mode import Service, ServiceT
+
+FAUST_VERSION = "0.15.3"
+PRODUCER_BUFFER_MESSAGES = 10_000
+
+
+def installed_version() -> str:
+    return str(faust.__version__)
+
+
+def set_producer_buffer_limit(messages: int = PRODUCER_BUFFER_MESSAGES) -> None:
+    ProducerBuffer.max_messages = messages
+
+
+def verify_writable(table: Any, source_topic: str) -> None:
+    """Raise `PartitionsMismatch` when the table's changelog cannot take a write from `source_topic` yet."""
+    table._verify_source_topic_partitions(source_topic)
+
+
+async def commit_offsets(consumer: Any, offsets: dict[TP, int]) -> None:
+    """Commit these offsets for the group, whatever was committed before."""
+    await consumer._commit(offsets)
+
+
+def store_get(table: Any, key: Any) -> Any:
+    """The stored value for `key` with one store lookup (`Table.get` does two)."""
+    return table.data.get(key)
+
+
+def send_changelog_for(table: Any, partition: int, key: Any, value: Any) -> None:
+    """Queue a changelog message for `partition` without a current event (the table's own write needs one)."""
+    table.send_changelog(partition, key, value)
 
 
 class _Resumed(Awaitable[Any]):

@@ -1,0 +1,1 @@
+"""Ingestion: the OpenAQ poller and the election of the one worker that runs it."""

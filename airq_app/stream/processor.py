@@ -1,0 +1,276 @@
+"""The stream agent: wires the topic, the tables, the pure processing and the sink together.
+
+Acknowledgement order (what makes the files exactly-once): the tables are updated while the event is
+processed, the record goes to the sink, and the event is acknowledged only when its file is finished
+(renamed and fsynced). Faust commits only acknowledged offsets, so a crash replays every message whose output
+was not durable; `processing.decide` writes those again and drops real repeats.
+
+One `StreamProcessor` is built per worker (`airq_app.worker`); it owns the per-partition state (the sink's open
+files, the partition cursor, the pending location summaries) and opens and closes it with the assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from faust.exceptions import PartitionsMismatch
+from faust.types import TP, EventT, StreamT
+
+from airq_app.application import AirqApp
+from airq_app.filters import FilterConfig
+from airq_app.kafka import faust_internals
+from airq_app.kafka.topics import Topics
+from airq_app.metrics import Metrics
+from airq_app.processing import decide, location_summary
+from airq_app.settings import OutputSettings
+from airq_app.sink import JsonLinesSink, SinkClosed
+from airq_app.status import WorkerStatus
+from airq_app.stream.cursor import PartitionCursor
+from airq_app.stream.dead_letter import dead_letter_entry
+from airq_app.stream.table_values import LocationSummaries, read, write
+from airq_app.stream.tables import StreamTables
+from airq_app.validation import InvalidMessage, parse_measurement
+
+log = logging.getLogger("airq.stream")
+
+
+class StreamProcessor:
+    def __init__(
+        self,
+        app: AirqApp,
+        topics: Topics,
+        tables: StreamTables,
+        status: WorkerStatus,
+        metrics: Metrics,
+        rules: FilterConfig,
+        retention_hours: float,
+        output: OutputSettings,
+    ) -> None:
+        self.app = app
+        self.topics = topics
+        self.tables = tables
+        self.status = status
+        self.metrics = metrics
+        self.rules = rules
+        self.retention_s = retention_hours * 3600
+        self.sink = JsonLinesSink(
+            output.directory,
+            worker_id=output.worker_id,
+            max_bytes=output.rotate_max_bytes,
+            max_age_s=output.rotate_max_age_s,
+            on_blocked=self._blocked,
+            on_finished=self._finished,
+            before_finish=self.flush_changelog,
+        )
+        self.flush_interval_s = output.flush_interval_s
+        self.cursor = PartitionCursor()
+        self.summaries = LocationSummaries(tables.latest_by_location)
+        self._changelog_flush = asyncio.Lock()
+
+    # -- wiring ----------------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Register the agent, the output timer, the assignment handlers and the stop hook on the app."""
+        app = self.app
+        app.agent(self.topics.measurements, name="airq.stream.process")(self.process)
+        app.timer(self.flush_interval_s, name="airq.stream.flush_output")(self.sink.tick)
+        app.on_partitions_assigned.connect(self.on_assigned)
+        app.on_partitions_revoked.connect(self.on_revoked)
+        app.before_stop.append(self.sink.close)
+
+    def _blocked(self, reason: str | None) -> None:
+        self.status.sink_blocked = reason
+
+    def _finished(self, partition: int, records: int) -> None:
+        self.status.inc("written", records)
+        self.status.inc("files_finished")
+
+    async def flush_changelog(self) -> None:
+        """Deliver every queued table update to Kafka (Faust's own flush may return with some still queued).
+
+        One at a time: Faust's buffer flush waits for its sender message by message on one shared event, and
+        concurrent flushes (the sink finishes partitions concurrently) kept resetting it for each other.
+        """
+        async with self._changelog_flush:
+            producer = self.app.producer
+            while producer.buffer.size:
+                await producer.buffer.flush()
+            await producer.flush()
+
+    # -- the agent -------------------------------------------------------------------------------------------
+
+    async def process(self, stream: StreamT) -> None:
+        async for event in stream.noack().events():
+            started = time.perf_counter()
+            msg = event.message
+            try:
+                await self.handle(event)
+                self.flush_summaries(event)
+                self.metrics.processing_seconds.observe(time.perf_counter() - started)
+            except PartitionsMismatch as exc:
+                # The broker's metadata has not caught up with a changelog topic yet: nothing was written, so
+                # the event is tried again rather than dead-lettered.
+                log.warning(
+                    "airq: tables not writable yet, retrying %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc
+                )
+                self.cursor.retry(msg.partition, msg.offset)
+                await asyncio.sleep(1.0)
+                await self.realign(msg.tp, msg.offset, force=True)
+            except Exception as exc:  # one bad message must never stop or stall the stream
+                log.exception("airq: processing %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                await self.send_dead_letter(event, f"processing_error: {type(exc).__name__}: {exc}")
+                self.cursor.skip_failed(msg.partition, msg.offset)  # dealt with: it is in the dead-letter topic
+                event.ack()
+
+    async def handle(self, event: EventT) -> None:
+        msg = event.message
+        partition, offset = msg.partition, msg.offset
+        status, sink, cursor = self.status, self.sink, self.cursor
+        status.inc("consumed")
+        status.positions[partition] = offset + 1
+        generation = msg.generation_id
+        if not (sink.owns(partition, generation) and cursor.owns(partition)):
+            # Faust can deliver a partition's messages before the assignment handler has opened its output.
+            # Processing now would mark measurements as seen that no file can take; wait for the handler instead.
+            current = await sink.wait_owned(
+                partition,
+                generation,
+                lambda: self.app.consumer_generation_id == generation,
+                ready=lambda: cursor.owns(partition),
+            )
+            if not current:
+                status.inc("stale")  # from an earlier assignment: the partition's new owner processes it
+                return
+        expected = cursor.next(partition)
+        assert expected is not None
+        if offset < expected:
+            # Delivered again (a seek went back) or already in a finished file: its outcome is decided.
+            status.inc("replayed")
+            event.ack()
+            return
+        if offset > expected:
+            # Messages before this one were never processed (Faust may deliver from a stale position around a
+            # rebalance, and acknowledges what it skips): go back rather than leave a hole.
+            await self.realign(msg.tp, expected)
+            return
+        cursor.advance(partition, offset)
+        try:
+            m = parse_measurement(event.value)
+        except InvalidMessage as exc:
+            await self.send_dead_letter(event, str(exc))
+            event.ack()
+            return
+        source = {"topic": msg.topic, "partition": partition, "offset": offset}
+        sensor = str(m["sensor_id"])
+        history_table, latest_table = self.tables.sensor_history, self.tables.latest_by_location
+        decision = decide(m, source, read(history_table, sensor), self.rules, self.retention_s, datetime.now(UTC))
+        if decision.outcome == "duplicate":
+            status.inc("duplicates")
+            event.ack()
+            return
+        if decision.outcome == "filtered":
+            status.filter(decision.reason or "unknown")
+            event.ack()
+            return
+        assert decision.record is not None and decision.history is not None
+        for table in (history_table, latest_table):
+            # Raises PartitionsMismatch before any write rather than between the two tables' writes.
+            faust_internals.verify_writable(table, msg.topic)
+        write(history_table, sensor, decision.history)
+        if "stuck" in decision.record.get("flags", ()):
+            status.inc("flagged")
+        loc = str(m["location_id"])
+        summary = location_summary(self.summaries.get(loc), decision.record)
+        if summary is not None:  # None: an older (backfilled) value, the latest stays
+            self.summaries.put(partition, loc, summary)
+        line = orjson.dumps(decision.record) + b"\n"
+        try:
+            await sink.write(partition, offset, line, self._acker(event), generation=generation)
+        except SinkClosed:
+            # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
+            status.inc("handed_over")
+
+    def flush_summaries(self, event: EventT) -> None:
+        """Write the partition's pending location summaries when its burst is over (or they are 1 s old)."""
+        msg = event.message
+        try:
+            caught_up = lambda: msg.offset + 1 >= (self.app.consumer.highwater(msg.tp) or 0)  # noqa: E731
+            if self.summaries.due(msg.partition, caught_up):
+                self.summaries.flush(msg.partition)
+        except Exception as exc:  # the event itself is done; the summaries wait for the next flush
+            log.warning("airq: location summaries of partition %d not written yet: %s", msg.partition, exc)
+
+    async def realign(self, tp: TP, offset: int, force: bool = False) -> None:
+        """Seek a partition back to the next offset it must process (at most every 2 s per partition unless forced)."""
+        if not self.cursor.may_seek(tp.partition, force):
+            return
+        self.status.inc("realigned")
+        log.warning("airq: %s[%d] skipped ahead; seeking back to offset %d", tp.topic, tp.partition, offset)
+        await self.app.consumer.seek(tp, offset)
+
+    def _acker(self, event: EventT) -> Any:
+        """Acknowledge once the record is in a finished file, and measure how long that took from produce time."""
+        produced_at = event.message.timestamp
+        end_to_end = self.metrics.end_to_end_seconds
+
+        def ack() -> None:
+            event.ack()
+            if produced_at:
+                end_to_end.observe(max(0.0, time.time() - produced_at))
+
+        return ack
+
+    async def send_dead_letter(self, event: EventT, reason: str) -> None:
+        """Dead-letter entry with the original bytes; awaited so the offset is not committed before it lands."""
+        msg = event.message
+        self.status.dead_letter(reason)
+        log.warning("airq: dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason[:200])
+        key = msg.key if isinstance(msg.key, bytes) else None
+        fut = await self.topics.dead_letter.send(key=key, value=dead_letter_entry(msg, reason))
+        await fut
+
+    # -- assignment ------------------------------------------------------------------------------------------
+
+    async def on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        """Take over each partition's output and rewind the group offset to just after its durable output.
+
+        The files, not Faust's bookkeeping, decide where a partition resumes: Faust acknowledges messages it
+        skips during a rebalance, so its committed offset can run ahead of the output. Committing
+        `finished + 1` here (forwards or backwards) makes the seek that follows start right after the last record
+        in a finished file; replays before that point are then skipped, after it rewritten or de-duplicated.
+        """
+        app = self.app
+        started = time.monotonic()
+        tps = sorted(tp for tp in assigned if tp.topic == self.topics.names.measurements)
+        resume: dict[TP, int] = {}
+        for tp in tps:
+            resume[tp] = await self.sink.open_partition(tp.partition, generation=app.consumer_generation_id) + 1
+        if tps:
+            earliest = await app.consumer.earliest_offsets(*tps)
+            resume = {tp: max(offset, earliest.get(tp) or 0) for tp, offset in resume.items()}
+            await faust_internals.commit_offsets(app.consumer, resume)
+            for tp, offset in resume.items():
+                self.cursor.open(tp.partition, offset)
+        log.info(
+            "airq: output ready for partitions %s in %.2f s; resuming at %s",
+            [tp.partition for tp in tps],
+            time.monotonic() - started,
+            {tp.partition: o for tp, o in resume.items()},
+        )
+
+    async def on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        for tp in sorted(revoked):
+            if tp.topic != self.topics.names.measurements:
+                continue
+            self.cursor.close(tp.partition)
+            try:
+                # Before the files are finished: finishing flushes the changelog, summaries included.
+                self.summaries.hand_over(tp.partition)
+            except Exception as exc:
+                log.warning("airq: location summaries of partition %d not handed over: %s", tp.partition, exc)
+            await self.sink.close_partition(tp.partition)

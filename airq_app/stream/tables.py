@@ -1,0 +1,50 @@
+"""RocksDB tables, changelogged and co-partitioned with `air_quality_telematics` (key = location id).
+
+Every table is written only while processing a message (or, for location summaries, on behalf of a partition this
+worker still owns), so its changelog partition is the message's partition: the worker that owns a topic
+partition owns the matching table partitions. Values are JSON objects as bytes (`airq_app.stream.table_values`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TableT
+
+# Bounded RocksDB memory per partition DB (Faust's default block cache is 2 GiB per partition).
+ROCKSDB_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 2 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 8 * 1024 * 1024,
+    "block_cache_size": 4 * 1024 * 1024,
+    "block_cache_compressed_size": 1 * 1024 * 1024,
+}
+
+
+@dataclass(frozen=True)
+class StreamTables:
+    # sensor id -> {"newest": epoch, "hours": {hour: value}, "recent": [values], "seen": {epoch: [partition, offset]}}:
+    # the de-duplication window, the NowCast input and the stuck check, in one entry so that each message costs one
+    # read and one write.
+    sensor_history: TableT
+    # location id -> {"location": {...}, "parameters": {name: latest record summary}}; served by any worker.
+    latest_by_location: TableT
+
+
+def declare(app: faust.App, partitions: int) -> StreamTables:
+    def json_table(name: str, help: str) -> TableT:
+        return app.Table(
+            name,
+            key_type=str,
+            value_type=bytes,  # stored and sent as is ("raw")
+            partitions=partitions,
+            options=dict(ROCKSDB_OPTIONS),
+            help=help,
+        )
+
+    return StreamTables(
+        json_table("sensor_history", "De-duplication window, last 12 hourly values and recent values of each sensor."),
+        json_table("latest_by_location", "Latest value and AQI of each parameter at each location."),
+    )

@@ -1,0 +1,109 @@
+"""One worker, wired: the app, and what runs on it for this worker's role. `faust -A airq_app worker` starts here.
+
+`build(settings)` makes every object the worker is made of (the status, the stream with its sink, cursor and
+summaries, the poller and its election) and registers agents, timers, views and start/stop hooks on the app:
+
+- `all`: processing group member (agent, tables) and poller candidate;
+- `process`: processing group member only;
+- `ingest`: poller candidate only, in a Faust group of its own (`<id>-ingest`), with no tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import cache
+
+from airq_app import memory
+from airq_app.application import AirqApp, create_app, web_host
+from airq_app.ingest.election import PollerElection
+from airq_app.ingest.poller import Poller
+from airq_app.kafka import topics as topics_mod
+from airq_app.kafka.admin import TopicSpec
+from airq_app.metrics import Metrics
+from airq_app.runtime import Runtime
+from airq_app.settings import ConfigError, Settings, load_settings
+from airq_app.status import WorkerStatus
+from airq_app.stream import tables as tables_mod
+from airq_app.stream.processor import StreamProcessor
+from airq_app.web import locations, views
+
+log = logging.getLogger("airq")
+
+ELECTION_SESSION_TIMEOUT_S = 6.0  # the broker's smallest allowed session: a dead poller is replaced in ~6 s
+
+
+def build(settings: Settings) -> Runtime:
+    app = create_app(settings)
+    names = topics_mod.TopicNames.with_prefix(settings.topic_prefix)
+    topics = topics_mod.declare(app, names, settings.partitions)
+    app.topic_specs.update(
+        {
+            names.measurements: TopicSpec(settings.partitions),
+            names.dead_letter: TopicSpec(settings.partitions),
+            names.poller_election: TopicSpec(1),
+        }
+    )
+    url = f"http://{web_host(settings)}:{settings.web_port}"
+    rt = Runtime(settings, app, WorkerStatus(), Metrics(), topics, url)
+
+    if settings.processes:
+        rt.stream = StreamProcessor(
+            app,
+            topics,
+            tables_mod.declare(app, settings.partitions),
+            rt.status,
+            rt.metrics,
+            settings.filter_rules(),
+            settings.dedup_retention_hours,
+            settings.output,
+        )
+        rt.stream.install()
+        locations.install(rt)
+
+    if settings.polls:
+        _install_poller(rt, app, topics)
+
+    views.install(rt)
+
+    @app.timer(memory.INTERVAL_S, name="airq.release_memory")
+    async def release_memory() -> None:
+        took = memory.release()
+        if took > 0.05:
+            log.warning("airq: returning freed memory to the system took %.0f ms", took * 1000)
+
+    return rt
+
+
+def _install_poller(rt: Runtime, app: AirqApp, topics: topics_mod.Topics) -> None:
+    settings = rt.settings
+
+    async def send(key: bytes, value: bytes) -> None:
+        await topics.measurements.send(key=key, value=value)
+
+    poller = rt.poller = Poller(settings, rt.status, rt.metrics, send)
+    election = rt.election = PollerElection(
+        app.bootstrap_servers(),
+        topics.names.poller_election,
+        f"{settings.app_id}{'-' + settings.topic_prefix.rstrip('-') if settings.topic_prefix else ''}-poller",
+        rt.url,
+        session_timeout_s=ELECTION_SESSION_TIMEOUT_S,
+    )
+    app.after_start.append(election.start)
+    app.before_stop.insert(0, election.stop)
+
+    @app.timer(1.0, name="airq.ingest.poll")
+    async def poll() -> None:
+        await poller.tick(election.leading)
+
+
+@cache
+def default_runtime() -> Runtime:
+    """The worker for this process's settings (`pipeline.json` and the environment)."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        # One clear line and a non-zero exit, not a traceback: the user has a file to fix.
+        print(f"airq: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return build(settings)
