@@ -32,6 +32,7 @@ from airq_app.openaq.errors import (
     OpenAQNotFoundError,
     OpenAQRateLimitError,
     OpenAQRequestError,
+    OpenAQResponseTooLargeError,
     OpenAQUnavailableError,
     clean_key,
     describe,
@@ -43,6 +44,7 @@ log = logging.getLogger("airq.openaq")
 
 DEFAULT_BASE_URL = "https://api.openaq.org"
 MAX_LIMIT = 1000  # the server rejects limit > 1000 with 422
+MAX_BODY_BYTES = 20 * 1024 * 1024
 
 
 def _format_query_value(value: Any) -> str:
@@ -102,6 +104,7 @@ class OpenAQClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         max_rate_limit_waits: int = 10,
+        max_body_bytes: int = MAX_BODY_BYTES,
         user_agent: str = "airq/0.1",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -114,6 +117,7 @@ class OpenAQClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_rate_limit_waits = max_rate_limit_waits
+        self.max_body_bytes = max(1, int(max_body_bytes))
         self._owns_session = session is None
         self.session = session or requests.Session()
         self._user_agent = user_agent
@@ -184,20 +188,62 @@ class OpenAQClient:
             log.debug("openaq: ignoring a malformed header: %s", self._scrub(str(exc)))
             return None
 
-    def _send(self, path: str, query: dict[str, str]) -> requests.Response:
-        """One GET, body read. Failures are raised outside any `except` block, so no library exception (whose
-        text may quote the key) is chained to them; their text is scrubbed."""
+    def _observe(self, resp: requests.Response) -> tuple[int | None, int | None]:
+        """Count the status and feed the rate-limit headers to the budget; returns (reset, retry-after)."""
+        self.status_counts[resp.status_code] += 1
+        limit = self._header(resp.headers, "x-ratelimit-limit")
+        remaining = self._header(resp.headers, "x-ratelimit-remaining")
+        reset = self._header(resp.headers, "x-ratelimit-reset")
+        if remaining is not None:
+            self.last_rate_limit_remaining = remaining
+        if limit is not None:
+            self.last_rate_limit_limit = limit
+        self.budget.observe_server(limit, remaining, reset)
+        return reset, self._header(resp.headers, "retry-after")
+
+    def _read_body(self, resp: requests.Response, path: str) -> bytes:
+        """The whole (decoded) body, or OpenAQResponseTooLargeError as soon as it passes `max_body_bytes`."""
+        cap = self.max_body_bytes
+        declared = resp.headers.get("content-length", "")
+        too_large = declared.isdigit() and int(declared) > cap
+        chunks: list[bytes] = []
+        size = 0
+        if not too_large:
+            for chunk in resp.iter_content(chunk_size=64 * 1024):
+                size += len(chunk)
+                if size > cap:
+                    too_large = True
+                    break
+                chunks.append(chunk)
+        if too_large:
+            self.error_counts["too_large"] += 1
+            raise OpenAQResponseTooLargeError(
+                f"response to {path} is larger than the {cap / 1e6:g} MB the client accepts; not read further"
+            )
+        return b"".join(chunks)
+
+    def _send(self, path: str, query: dict[str, str]) -> tuple[int, bytes, int | None, int | None]:
+        """One GET: (status, body, reset, retry-after). Failures are raised outside any `except` block, so no
+        library exception (whose text may quote the key) is chained to them."""
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}
         if self.__key:
             headers["X-API-Key"] = self.__key
         failure: Exception
         try:
             # no redirects: requests would forward X-API-Key to whatever host a redirect names
-            resp = self.session.get(
-                self.base_url + path, params=query, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
-            resp.content  # noqa: B018 (read fully here so a broken body counts as this attempt's failure)
-            return resp
+            with self.session.get(
+                self.base_url + path,
+                params=query,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as resp:
+                reset, retry_after = self._observe(resp)
+                # read fully here so a broken body counts as this attempt's failure
+                return resp.status_code, self._read_body(resp, path), reset, retry_after
+        except OpenAQError:
+            raise
         except requests.Timeout as exc:
             self.error_counts["timeout"] += 1
             failure = _Retry(f"timeout: {type(exc).__name__}")
@@ -216,20 +262,9 @@ class OpenAQClient:
             self.request_count += 1
             log.debug("openaq: GET %s %s", path, query)
             try:
-                resp = self._send(path, query)
+                status, body, reset, retry_after = self._send(path, query)
             finally:
                 self.budget.record()
-            body = resp.content
-            status = resp.status_code
-            self.status_counts[status] += 1
-            limit = self._header(resp.headers, "x-ratelimit-limit")
-            remaining = self._header(resp.headers, "x-ratelimit-remaining")
-            reset = self._header(resp.headers, "x-ratelimit-reset")
-            if remaining is not None:
-                self.last_rate_limit_remaining = remaining
-            if limit is not None:
-                self.last_rate_limit_limit = limit
-            self.budget.observe_server(limit, remaining, reset)
 
         if status == 200:
             parsed = True
@@ -251,7 +286,6 @@ class OpenAQClient:
             self.budget.block_for(wait)
             raise _RateLimited(wait)
         if status == 408 or status >= 500:
-            retry_after = self._header(resp.headers, "retry-after")
             raise _Retry(f"HTTP {status}: {detail}", float(retry_after) if retry_after else None)
         if status in (401, 403):
             raise OpenAQAuthError(status, path, detail)

@@ -54,6 +54,10 @@ class OpenAQRateLimitError(OpenAQError):
     """The server kept answering 429 after the allowed number of waits."""
 
 
+class OpenAQResponseTooLargeError(OpenAQError):
+    """A response body above the client's size cap: not read further, not retried."""
+
+
 def mask_key(key: str | None) -> str:
     """What may be shown of a key: only whether it is set."""
     return MASK if key else "<none>"

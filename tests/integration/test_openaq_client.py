@@ -3,6 +3,7 @@ a tiny hostile server of its own for what the simulator cannot send (bad headers
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
@@ -301,7 +302,8 @@ def hostile_server(answer: Callable[[str, dict[str, list[str]], dict[str, str]],
             status, headers, body = answer(url.path, parse_qs(url.query), dict(self.headers.items()))
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
+                if value:  # an empty value leaves the header out (Content-Length: read until close)
+                    self.send_header(name, value)
             if "Content-Length" not in headers:
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -454,3 +456,40 @@ def test_a_429_with_an_infinite_reset_waits_about_a_second() -> None:
         assert [loc["id"] for loc in client.list_locations()] == [1]
     assert 0.9 <= time.monotonic() - started < 5
     assert client.rate_limited_count == 1 and client.error_counts["bad_header"] == 1
+
+
+def big_envelope(size: int) -> bytes:
+    """A valid envelope of about `size` bytes."""
+    return b'{"meta": {}, "results": [], "pad": "' + b"0" * size + b'"}'
+
+
+@pytest.mark.parametrize("how", ["declared", "gzip_bomb", "no_length"])
+def test_a_body_above_the_cap_is_refused_without_reading_it_all(how: str) -> None:
+    body = big_envelope(25 * 1024 * 1024)
+    sent: list[int] = []
+
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        sent.append(1)
+        if how == "gzip_bomb":  # 25 MB of JSON in about 25 kB on the wire
+            return 200, {"Content-Encoding": "gzip"}, gzip.compress(body)
+        if how == "no_length":
+            return 200, {"Content-Length": "", "Connection": "close"}, body
+        return 200, {}, body
+
+    with hostile_server(answer) as url:
+        client = fast_client(url)
+        with pytest.raises(openaq.OpenAQError) as info:
+            client.list_locations()
+    assert "larger than the 20.9715 MB the client accepts" in str(info.value)
+    assert len(sent) == 1 and client.request_count == 1  # not retried
+    assert client.error_counts["too_large"] == 1 and client.last_error == str(info.value)
+
+
+def test_the_body_cap_is_configurable() -> None:
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        return 200, {}, big_envelope(2000)
+
+    with hostile_server(answer) as url:
+        assert fast_client(url, max_body_bytes=3000).list_locations() == []
+        with pytest.raises(openaq.OpenAQError, match="larger than the 0.001 MB"):
+            fast_client(url, max_body_bytes=1000).list_locations()
