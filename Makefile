@@ -29,6 +29,14 @@ broker: $(INSTALLED)
 stop:
 	@test -x $(BIN)/python && $(BIN)/python -m airq_dev.local_kafka stop || true
 
+# A 3-node KRaft cluster on 127.0.0.1:29092-29094 (state in .kafka-cluster/): AIRQ_BROKER=kafka://127.0.0.1:29092,...
+.PHONY: cluster cluster-stop
+cluster: $(INSTALLED)
+	@$(BIN)/python -m airq_dev.kafka_cluster start
+
+cluster-stop:
+	@test -x $(BIN)/python && $(BIN)/python -m airq_dev.kafka_cluster stop || true
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check airq_app airq_dev tests bench scripts
 	$(BIN)/ruff format --check airq_app airq_dev tests bench scripts
