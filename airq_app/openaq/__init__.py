@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airq_app.openaq.budget import RateBudget
 from airq_app.openaq.catalogue import PARAMETERS, POLLUTANT_IDS, Parameter, parameter_ids, parameter_variants
-from airq_app.openaq.client import DEFAULT_BASE_URL, MAX_LIMIT, OpenAQClient, encode_params
+from airq_app.openaq.client import DEFAULT_BASE_URL, MAX_BODY_BYTES, MAX_LIMIT, MAX_PAGES, OpenAQClient, encode_params
 from airq_app.openaq.errors import (
     OpenAQAuthError,
     OpenAQError,
@@ -18,6 +18,7 @@ from airq_app.openaq.errors import (
     OpenAQRateLimitError,
     OpenAQRequestError,
     OpenAQResponseTooLargeError,
+    OpenAQTooManyPagesError,
     OpenAQUnavailableError,
     clean_key,
     mask_key,
@@ -42,7 +43,9 @@ normalise_utc = normalise_utc_or_none
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_BODY_BYTES",
     "MAX_LIMIT",
+    "MAX_PAGES",
     "PARAMETERS",
     "POLLUTANT_IDS",
     "REASON_BAD_DATETIME",
@@ -59,6 +62,7 @@ __all__ = [
     "OpenAQRateLimitError",
     "OpenAQRequestError",
     "OpenAQResponseTooLargeError",
+    "OpenAQTooManyPagesError",
     "OpenAQUnavailableError",
     "Parameter",
     "RateBudget",

@@ -1,9 +1,14 @@
-"""Blocking OpenAQ v3 client (run it in a worker thread): retries, a client-side rate budget and paging.
+"""Blocking OpenAQ v3 client (run it in a worker thread): retries, a client-side rate budget, paging, and limits
+on what a server may make it do.
 
-Facts it relies on (https://docs.openaq.org/using-the-api/rate-limits, .../errors/about):
+Facts it relies on (https://docs.openaq.org/using-the-api/rate-limits, https://docs.openaq.org/errors/about):
 * every response is `{"meta": {...}, "results": [...]}`; `meta.found` may be an int, a string like ">1000" or
   null, so paging stops at the first short page instead;
 * 408 and 5xx are transient; 401/403/404/422 are not worth retrying; 429 carries the `x-ratelimit-*` headers.
+
+A server is not trusted: bodies are read up to `max_body_bytes` (20 MB) and no further, a listing stops with an
+error after `max_pages` full pages (1000), a failed page of a `/latest` listing is skipped rather than losing the
+whole listing, and malformed rate-limit headers are ignored and counted.
 
 The API key is sent only as the `X-API-Key` header, stripped of surrounding whitespace (a key with a control
 character inside is refused). The text of any exception is scrubbed of every form of the key (`errors.scrub`)
@@ -33,6 +38,7 @@ from airq_app.openaq.errors import (
     OpenAQRateLimitError,
     OpenAQRequestError,
     OpenAQResponseTooLargeError,
+    OpenAQTooManyPagesError,
     OpenAQUnavailableError,
     clean_key,
     describe,
@@ -45,6 +51,8 @@ log = logging.getLogger("airq.openaq")
 DEFAULT_BASE_URL = "https://api.openaq.org"
 MAX_LIMIT = 1000  # the server rejects limit > 1000 with 422
 MAX_BODY_BYTES = 20 * 1024 * 1024
+MAX_PAGES = 1000
+FAILED_PAGES_IN_A_ROW = 3  # a listing that skips failed pages gives up after this many in a row
 
 
 def _format_query_value(value: Any) -> str:
@@ -105,6 +113,7 @@ class OpenAQClient:
         backoff_max: float = 30.0,
         max_rate_limit_waits: int = 10,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_pages: int = MAX_PAGES,
         user_agent: str = "airq/0.1",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -118,6 +127,7 @@ class OpenAQClient:
         self.backoff_max = backoff_max
         self.max_rate_limit_waits = max_rate_limit_waits
         self.max_body_bytes = max(1, int(max_body_bytes))
+        self.max_pages = max(1, int(max_pages))
         self._owns_session = session is None
         self.session = session or requests.Session()
         self._user_agent = user_agent
@@ -133,6 +143,7 @@ class OpenAQClient:
         self.error_counts: Counter[str] = Counter()
         self.retry_count = 0
         self.rate_limited_count = 0
+        self.skipped_pages = 0
         self.last_rate_limit_remaining: int | None = None
         self.last_rate_limit_limit: int | None = None
         self.last_error: str | None = None
@@ -165,6 +176,7 @@ class OpenAQClient:
             "errors": dict(self.error_counts),
             "retries": self.retry_count,
             "rate_limited": self.rate_limited_count,
+            "skipped_pages": self.skipped_pages,
             "rate_limit_remaining": self.last_rate_limit_remaining,
             "rate_limit_limit": self.last_rate_limit_limit,
             "budget_waits": self.budget.waits,
@@ -341,23 +353,57 @@ class OpenAQClient:
     # -- paging ----------------------------------------------------------------------------------------------------
 
     def iter_pages(
-        self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT, max_pages: int = 100_000
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        limit: int = MAX_LIMIT,
+        max_pages: int | None = None,
+        skip_failed_pages: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Each page's results until a short page; `meta.found` is never trusted (it can be ">1000" or null)."""
+        """Each page's results (objects only) until a short page; `meta.found` is never trusted.
+
+        More than `max_pages` (default: the client's `max_pages`) full pages raise OpenAQTooManyPagesError. With
+        `skip_failed_pages`, a page that fails after its retries (or is too large) is logged, counted in
+        `skipped_pages` and skipped, and the listing goes on with the next one; `FAILED_PAGES_IN_A_ROW` failures
+        in a row end it with that error. Errors that no other page would escape (401, 404, 422, 429) always raise.
+        """
         limit = max(1, min(int(limit), MAX_LIMIT))
+        pages = self.max_pages if max_pages is None else max(1, int(max_pages))
         base = dict(params or {})
-        for page in range(1, max_pages + 1):
-            data = self.get(path, {**base, "limit": limit, "page": page})
-            results = [r for r in data["results"] if isinstance(r, dict)]
+        failed_in_a_row = 0
+        for page in range(1, pages + 1):
+            try:
+                data = self.get(path, {**base, "limit": limit, "page": page})
+            except (OpenAQUnavailableError, OpenAQResponseTooLargeError) as exc:
+                failed_in_a_row += 1
+                if not skip_failed_pages or failed_in_a_row >= FAILED_PAGES_IN_A_ROW:
+                    raise
+                self.skipped_pages += 1
+                log.warning("openaq: %s page %d skipped: %s", path, page, exc)
+                continue
+            failed_in_a_row = 0
+            rows = data["results"]
+            results = [r for r in rows if isinstance(r, dict)]
+            if len(results) < len(rows):
+                self.error_counts["malformed_row"] += len(rows) - len(results)
             yield results
-            if len(data["results"]) < limit:
+            if len(rows) < limit:
                 return
-        log.warning("openaq: %s: stopped after %d pages", path, max_pages)
+        self.error_counts["too_many_pages"] += 1
+        self.last_error = f"{path}: more than {pages} pages of {limit}"
+        log.error("openaq: %s; listing stopped", self.last_error)
+        raise OpenAQTooManyPagesError(f"{self.last_error}; listing stopped")
 
     def paginate(
-        self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = MAX_LIMIT
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        limit: int = MAX_LIMIT,
+        skip_failed_pages: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        for results in self.iter_pages(path, params, limit=limit):
+        for results in self.iter_pages(path, params, limit=limit, skip_failed_pages=skip_failed_pages):
             yield from results
 
     # -- endpoints -------------------------------------------------------------------------------------------------
@@ -367,7 +413,8 @@ class OpenAQClient:
     ) -> list[dict[str, Any]]:
         """All locations matching the filters (`iso`, `countries_id`, `bbox`, `parameters_id`, `providers_id`,
         `monitor`, `mobile`, ...), every page, ordered by id. `iso` may be a list: the server takes one code per
-        query, so each is fetched in turn."""
+        query, so each is fetched in turn. All or nothing: a page that fails raises (a partial list would make
+        the sensors of the missing page unknown until the next refresh)."""
         filters = dict(filters or {})
         iso = filters.pop("iso", None)
         isos: list[Any] = list(iso) if isinstance(iso, list | tuple | set | frozenset) else [iso]
@@ -392,8 +439,14 @@ class OpenAQClient:
     def latest_for_parameter(
         self, parameter_id: int, *, datetime_min: datetime | str | None = None, limit: int = MAX_LIMIT
     ) -> Iterator[dict[str, Any]]:
-        """Every sensor's latest value for one parameter id, worldwide, all pages."""
-        return self.paginate(f"/v3/parameters/{int(parameter_id)}/latest", {"datetime_min": datetime_min}, limit=limit)
+        """Every sensor's latest value for one parameter id, worldwide, all pages. A page that fails after its
+        retries is skipped (its values are polled again next cycle), see `iter_pages`."""
+        return self.paginate(
+            f"/v3/parameters/{int(parameter_id)}/latest",
+            {"datetime_min": datetime_min},
+            limit=limit,
+            skip_failed_pages=True,
+        )
 
     def sensor_hours(
         self, sensor_id: int, datetime_from: datetime | str, datetime_to: datetime | str, *, limit: int = MAX_LIMIT

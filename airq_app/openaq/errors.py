@@ -58,6 +58,10 @@ class OpenAQResponseTooLargeError(OpenAQError):
     """A response body above the client's size cap: not read further, not retried."""
 
 
+class OpenAQTooManyPagesError(OpenAQError):
+    """A listing that did not end within the client's page cap (a full page every time)."""
+
+
 def mask_key(key: str | None) -> str:
     """What may be shown of a key: only whether it is set."""
     return MASK if key else "<none>"

@@ -493,3 +493,62 @@ def test_the_body_cap_is_configurable() -> None:
         assert fast_client(url, max_body_bytes=3000).list_locations() == []
         with pytest.raises(openaq.OpenAQError, match="larger than the 0.001 MB"):
             fast_client(url, max_body_bytes=1000).list_locations()
+
+
+def test_an_endless_listing_stops_at_the_page_cap() -> None:
+    pages: list[int] = []
+
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        page = int(query["page"][0])
+        pages.append(page)
+        if page > 1200:  # only so that a client without a cap ends too
+            return 200, {}, envelope([])
+        return 200, {}, envelope([{"id": page, "sensors": []}])  # always a full page of limit=1
+
+    with hostile_server(answer) as url:
+        client = fast_client(url, per_minute=100_000, per_hour=100_000)
+        with pytest.raises(openaq.OpenAQError) as info:
+            client.list_locations(limit=1)
+        assert "more than 1000 pages" in str(info.value) and len(pages) == 1000
+        pages.clear()
+        with pytest.raises(openaq.OpenAQTooManyPagesError):
+            fast_client(url, max_pages=7).list_locations(limit=1)
+        assert pages == [1, 2, 3, 4, 5, 6, 7]
+
+
+def failing_pages_server(failing: set[int], last_page: int) -> Callable[..., Answer]:
+    """Full pages of 2 rows up to `last_page` (a short one), a 503 for the pages in `failing`."""
+
+    def answer(path: str, query: dict[str, list[str]], headers: dict[str, str]) -> Answer:
+        page = int(query["page"][0])
+        if page in failing:
+            return 503, {}, b'{"detail": "upstream timeout"}'
+        rows = [{"sensorsId": page * 10 + i, "value": 1.0, "datetime": {"utc": "2025-01-01T00:00:00Z"}} for i in (0, 1)]
+        return 200, {}, envelope(rows if page < last_page else rows[:1])
+
+    return answer
+
+
+def test_a_failed_page_of_latest_values_is_skipped_and_the_others_kept(caplog: pytest.LogCaptureFixture) -> None:
+    with hostile_server(failing_pages_server({2}, last_page=4)) as url:
+        client = fast_client(url, max_retries=1)
+        items = list(client.latest_for_parameter(2, limit=2))
+    assert [i["sensorsId"] for i in items] == [10, 11, 30, 31, 40]
+    assert client.skipped_pages == 1 and client.stats()["skipped_pages"] == 1
+    assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
+        "openaq: /v3/parameters/2/latest page 2 skipped: /v3/parameters/2/latest failed after 2 attempts: "
+        "HTTP 503: upstream timeout"
+    ]
+
+
+def test_failed_pages_in_a_row_and_failed_location_pages_still_raise() -> None:
+    with hostile_server(failing_pages_server({2, 3, 4}, last_page=9)) as url:
+        client = fast_client(url, max_retries=0)
+        with pytest.raises(openaq.OpenAQUnavailableError):
+            list(client.latest_for_parameter(2, limit=2))
+        assert client.skipped_pages == 2  # pages 2 and 3; the third failure in a row ends the listing
+    with hostile_server(failing_pages_server({2}, last_page=4)) as url:
+        client = fast_client(url, max_retries=0)
+        with pytest.raises(openaq.OpenAQUnavailableError):
+            client.list_locations(limit=2)  # all or nothing: a partial index would lose sensors for hours
+        assert client.skipped_pages == 0
