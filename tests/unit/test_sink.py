@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import os
 import stat
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,78 @@ import pytest
 from airq_app.sink import JsonLinesSink, SinkClosed
 
 pytestmark = pytest.mark.unit
+
+
+class FaultyDisk:
+    """Storage faults injected at the system calls, for regular files under `root` only.
+
+    `full`: write and fsync fail with ENOSPC (after writing what fits: `room` bytes per call, None = nothing).
+    `fsync_failures`: that many fsyncs fail with EIO after "losing" the file's unwritten pages, as Linux does:
+    the failed pages are marked clean, so the file then reads back what was on disk (here: zeros).
+    `truncate_fails`: os.truncate and os.ftruncate fail with EIO.
+    `rename_fails`: os.rename into `root` fails with ENOSPC, naming the file (as a full directory block does).
+    """
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = str(root)
+        self.full = False
+        self.room: int | None = None
+        self.fsync_failures = 0
+        self.truncate_fails = False
+        self.rename_fails = False
+        self.failed_fsync_inodes: list[int] = []
+        self.fsynced_inodes: list[int] = []
+        real_write, real_fsync = os.write, os.fsync
+        real_truncate, real_ftruncate, real_rename = os.truncate, os.ftruncate, os.rename
+
+        def ours(fd: int) -> bool:
+            try:
+                return stat.S_ISREG(os.fstat(fd).st_mode) and os.readlink(f"/proc/self/fd/{fd}").startswith(self.root)
+            except OSError:
+                return False
+
+        def write(fd: int, data: bytes) -> int:
+            if self.full and ours(fd):
+                if self.room:
+                    written = real_write(fd, bytes(data)[: self.room])
+                    self.room = 0
+                    return written
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, data)
+
+        def fsync(fd: int) -> None:
+            if ours(fd):
+                inode = os.fstat(fd).st_ino
+                if self.full:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                if self.fsync_failures:
+                    self.fsync_failures -= 1
+                    self.failed_fsync_inodes.append(inode)
+                    os.pwrite(fd, b"\0" * os.fstat(fd).st_size, 0)
+                    raise OSError(errno.EIO, "Input/output error")
+                self.fsynced_inodes.append(inode)
+            real_fsync(fd)
+
+        def truncate(path: object, length: int) -> None:
+            if self.truncate_fails and str(path).startswith(self.root):
+                raise OSError(errno.EIO, "Input/output error", str(path))
+            real_truncate(path, length)  # type: ignore[arg-type]
+
+        def ftruncate(fd: int, length: int) -> None:
+            if self.truncate_fails and ours(fd):
+                raise OSError(errno.EIO, "Input/output error")
+            real_ftruncate(fd, length)
+
+        def rename(src: object, dst: object) -> None:
+            if self.rename_fails and str(dst).startswith(self.root):
+                raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
+            real_rename(src, dst)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "write", write)
+        monkeypatch.setattr(os, "rename", rename)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "truncate", truncate)
+        monkeypatch.setattr(os, "ftruncate", ftruncate)
 
 
 def line(i: int) -> bytes:
@@ -133,20 +210,8 @@ def test_unwritable_directory_blocks_then_resumes_without_loss(tmp_path: Path) -
 
 def test_storage_error_blocks_then_resumes_without_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk, simulated at the write: the sink blocks, keeps the data, and resumes."""
-    import errno
-
-    import airq_app.sink as sink_module
-
-    real_rename = sink_module.aiofiles.os.rename
-    state = {"full": True}
-
-    async def rename(src: object, dst: object) -> None:
-        if state["full"]:
-            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
-        await real_rename(src, dst)
-
-    monkeypatch.setattr(sink_module.aiofiles.os, "rename", rename)
-    _blocked_then_resumed(tmp_path, lambda d: None, lambda d: state.update(full=False))
+    disk = FaultyDisk(tmp_path, monkeypatch)
+    _blocked_then_resumed(tmp_path, lambda d: setattr(disk, "full", True), lambda d: setattr(disk, "full", False))
 
 
 def _blocked_then_resumed(tmp_path: Path, break_it, fix_it) -> None:
@@ -213,3 +278,327 @@ def test_records_appended_while_flushing_or_finishing_are_not_lost(tmp_path: Pat
         first, last = (int(x) for x in f.stem.split("-")[2:4])
         got = [json.loads(x)["sensor_id"] for x in f.read_text().splitlines()]
         assert got == list(range(first, last + 1))
+
+
+# -- hand-over while the output is blocked ------------------------------------------------------------------
+
+
+def test_close_partition_while_blocked_drops_the_unfinished_file_unacknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FaultyDisk(tmp_path, monkeypatch)
+    acked: list[int] = []
+    reasons: list[str | None] = []
+
+    async def go() -> float:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0.2, on_blocked=reasons.append)
+        await sink.open_partition(3)
+        await sink.write(3, 0, line(0), lambda: acked.append(0))
+        await sink.tick()  # written to the in-progress file, not old enough to finish
+        assert len(list(tmp_path.rglob("*.inprogress"))) == 1
+        disk.full = True
+        await sink.write(3, 1, line(1), lambda: acked.append(1))
+        await asyncio.sleep(0.25)
+        await sink.tick()  # old enough: finishing fails
+        assert sink.blocked is not None and "disk full" in sink.blocked
+        started = time.monotonic()
+        await asyncio.wait_for(sink.close_partition(3), 5)
+        took = time.monotonic() - started
+        assert not sink.owns(3) and sink.blocked is None
+        other = JsonLinesSink(tmp_path, "w2")  # the next owner gets the lock and finds nothing finished
+        assert await other.open_partition(3, wait_s=2) == -1
+        await other.close()
+        return took
+
+    took = asyncio.run(asyncio.wait_for(go(), 20))
+    assert took < 3
+    assert not list(tmp_path.rglob("*.inprogress")) and finished(tmp_path) == []
+    assert acked == []  # replayed from Kafka by the next owner, never acknowledged here
+    assert reasons[0] is not None and reasons[-1] is None
+
+
+def test_stop_while_blocked_returns_promptly_and_releases_every_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FaultyDisk(tmp_path, monkeypatch)
+    acked: list[int] = []
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=len(line(0)) * 2, max_age_s=3600)
+        for p in (0, 1):
+            await sink.open_partition(p)
+        await sink.write(1, 0, line(0), lambda: acked.append(100))
+        disk.full = True
+        await sink.write(0, 0, line(0), lambda: acked.append(0))
+        await sink.write(0, 1, line(1), lambda: acked.append(1))  # full by size: finishing it fails
+        assert sink.blocked is not None
+        waiting = asyncio.create_task(sink.write(1, 1, line(1), lambda: acked.append(101)))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # back-pressure while blocked
+        await asyncio.wait_for(sink.close(), 5)
+        with pytest.raises(SinkClosed):  # the waiting record is refused, so the stream leaves it unacknowledged
+            await asyncio.wait_for(waiting, 1)
+        assert sink.partitions == {}
+        other = JsonLinesSink(tmp_path, "w2")
+        assert [await other.open_partition(p, wait_s=2) for p in (0, 1)] == [-1, -1]
+        await other.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    assert acked == [] and not list(tmp_path.rglob("*.inprogress")) and finished(tmp_path) == []
+
+
+def test_close_gives_a_hanging_finish_one_bounded_attempt(tmp_path: Path) -> None:
+    """The changelog flush before a finish never returns (broker gone): the hand-over still ends in time,
+    and the abandoned attempt, when it does return, neither finishes the file nor acknowledges anything."""
+    acked: list[int] = []
+
+    async def go() -> float:
+        release = asyncio.Event()
+
+        async def before_finish() -> None:
+            await release.wait()
+
+        sink = JsonLinesSink(
+            tmp_path, "w1", max_bytes=10**9, max_age_s=3600, before_finish=before_finish, close_timeout_s=0.5
+        )
+        await sink.open_partition(2)
+        for offset in range(3):
+            await sink.write(2, offset, line(offset), lambda o=offset: acked.append(o))
+        started = time.monotonic()
+        await asyncio.wait_for(sink.close_partition(2), 5)
+        took = time.monotonic() - started
+        other = JsonLinesSink(tmp_path, "w2")
+        assert await other.open_partition(2, wait_s=2) == -1
+        release.set()  # the abandoned attempt goes on now
+        await asyncio.sleep(0.3)
+        await other.close()
+        return took
+
+    took = asyncio.run(asyncio.wait_for(go(), 20))
+    assert 0.4 <= took < 3
+    assert acked == [] and finished(tmp_path) == [] and not list(tmp_path.rglob("*.inprogress"))
+
+
+def test_open_partition_waits_for_the_lock_without_a_deadline_and_can_be_cancelled(tmp_path: Path) -> None:
+    async def go() -> None:
+        a = JsonLinesSink(tmp_path, "a")
+        b = JsonLinesSink(tmp_path, "b")
+        await a.open_partition(4)
+        fds = len(os.listdir("/proc/self/fd"))
+        waiter = asyncio.create_task(b.open_partition(4))
+        await asyncio.sleep(0.5)
+        assert not waiter.done()
+        assert list(b.waiting_for) == [4] and "another worker" in b.waiting_for[4]
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert b.waiting_for == {} and not b.owns(4)
+        assert len(os.listdir("/proc/self/fd")) == fds  # the lock file's descriptor is not leaked
+        waiter = asyncio.create_task(b.open_partition(4))
+        await asyncio.sleep(0.3)
+        await a.close_partition(4)
+        assert await asyncio.wait_for(waiter, 5) == -1 and b.owns(4) and b.waiting_for == {}
+        # Stopping while a partition is still awaited ends that wait instead of hanging the stop.
+        waiter = asyncio.create_task(a.open_partition(4))
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(a.close(), 2)
+        with pytest.raises(SinkClosed):
+            await asyncio.wait_for(waiter, 2)
+        await b.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+
+
+# -- logging, recovery, failed fsync and truncate -----------------------------------------------------------
+
+
+def test_a_blocked_sink_logs_the_same_error_once_a_minute_with_a_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FaultyDisk(tmp_path, monkeypatch)
+    clock = [1000.0]
+    caplog.set_level(logging.INFO, "airq.sink")
+
+    def errors() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0)
+        sink.log_limiter.clock = lambda: clock[0]
+        for p in range(3):
+            await sink.open_partition(p)
+            await sink.write(p, 0, line(p), lambda: None)
+        disk.rename_fails = True  # each partition's error names its own file
+        for _ in range(10):
+            await sink.tick()
+        assert sink.blocked is not None
+        assert len(errors()) == 1 and "output blocked" in errors()[0]
+        clock[0] += 61
+        await sink.tick()
+        assert len(errors()) == 2 and "29 more like this" in errors()[1]
+        disk.rename_fails = False
+        await sink.tick()
+        assert sink.blocked is None
+        await sink.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    assert sum("output writable again" in r.getMessage() for r in caplog.records) == 1
+    assert len(finished(tmp_path)) == 3
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [b"{not json", b"[]", b"{}", b'{"last_offset": "x"}', b'{"last_offset": null}', b"\xff\xfe", None],
+    ids=["not-json", "list", "empty", "string", "null", "not-utf8", "directory"],
+)
+def test_a_malformed_checkpoint_falls_back_to_the_finished_files(
+    tmp_path: Path, checkpoint: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    day = tmp_path / "date=2026-11-24"
+    day.mkdir()
+    (day / "part-00003-000000000000-000000000041.jsonl").write_bytes(line(0))
+    path = tmp_path / "_state" / "partition-00003.json"
+    path.parent.mkdir()
+    if checkpoint is None:
+        path.mkdir()
+    else:
+        path.write_bytes(checkpoint)
+    caplog.set_level(logging.WARNING, "airq.sink")
+
+    async def go() -> int:
+        sink = JsonLinesSink(tmp_path, "w1")
+        offset = await sink.open_partition(3)
+        await sink.close()
+        return offset
+
+    assert asyncio.run(go()) == 41
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "partition-00003.json" in warnings[0]
+
+
+def test_stray_entries_in_the_output_directory_are_ignored_with_one_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "date=garbage").write_text("a file named like a day directory")
+    not_a_day = tmp_path / "date=2026-02-30"
+    not_a_day.mkdir()
+    (not_a_day / "part-00003-000000000000-000000000500.jsonl").write_bytes(line(0))
+    day = tmp_path / "date=2026-11-24"
+    day.mkdir()
+    (day / "part-00003-000000000000-000000000041.jsonl").write_bytes(line(0))
+    (day / "part-00003-garbage").write_text("x")
+    (day / "part-00003-000000000042-000000000060.jsonl").mkdir()  # a directory where a file is expected
+    (day / "part-00003-000000000061.w9.inprogress").mkdir()
+    (day / "part-00003-000000000070.w9.inprogress").write_bytes(b"{}\n")  # a dead writer's: deleted
+    (day / "part-00004-000000000000-000000000900.jsonl").write_bytes(line(0))  # another partition's
+    (day / "notes.txt").write_text("not the sink's")
+    caplog.set_level(logging.WARNING, "airq.sink")
+
+    async def go() -> int:
+        sink = JsonLinesSink(tmp_path, "w1")
+        offset = await sink.open_partition(3)
+        await sink.close()
+        return offset
+
+    assert asyncio.run(go()) == 41
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert len(warnings) == 5, warnings
+    for name in ("date=garbage", "date=2026-02-30", "part-00003-garbage", "000000000060.jsonl", "61.w9.inprogress"):
+        assert sum(name in w for w in warnings) == 1, (name, warnings)
+    assert not (day / "part-00003-000000000070.w9.inprogress").exists()
+    assert (day / "part-00003-000000000061.w9.inprogress").is_dir() and (tmp_path / "date=garbage").is_file()
+
+
+def test_a_failed_fsync_is_not_retried_on_the_same_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux may drop the dirty pages of a failed fsync and report success on the next one: the file is
+    written again from memory before it is finished."""
+    disk = FaultyDisk(tmp_path, monkeypatch)
+    disk.fsync_failures = 1
+    acked: list[int] = []
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0.05)
+        await sink.open_partition(0)
+        for offset in range(5):
+            await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
+        await sink.tick()
+        await asyncio.sleep(0.1)
+        await sink.tick()  # the fsync fails
+        assert sink.blocked is not None and "Input/output error" in sink.blocked and acked == []
+        await sink.tick()  # the retry
+        assert sink.blocked is None
+        await sink.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    assert disk.failed_fsync_inodes and acked == [0, 1, 2, 3, 4]
+    files = finished(tmp_path)
+    assert len(files) == 1 and files[0].read_bytes() == b"".join(line(o) for o in range(5))
+
+
+def test_a_partial_write_whose_truncate_fails_is_rewritten_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FaultyDisk(tmp_path, monkeypatch)
+    acked: list[int] = []
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0.05)
+        await sink.open_partition(0)
+        await sink.write(0, 0, line(0), lambda: acked.append(0))
+        await sink.tick()
+        disk.full, disk.room, disk.truncate_fails = True, len(line(1)) // 2, True
+        await sink.write(0, 1, line(1), lambda: acked.append(1))
+        await sink.tick()  # half of line 1 reaches the file, and cutting it off fails
+        assert sink.blocked is not None
+        disk.full = False  # the truncate keeps failing: only a fresh file can be trusted
+        await asyncio.sleep(0.1)
+        await sink.tick()
+        assert sink.blocked is None
+        await sink.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    files = finished(tmp_path)
+    assert len(files) == 1 and files[0].read_bytes() == line(0) + line(1)
+    assert acked == [0, 1]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a really full disk, where a large write is cut short (needs root; skipped otherwise)."""
+    mount_point = tmp_path / "tiny-disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_real_partial_write_on_a_full_disk_never_reaches_a_finished_file(
+    tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FaultyDisk(tiny_disk, monkeypatch)
+    disk.truncate_fails = True
+    n = 1500  # about 90 KB in one batch: the write stops where the 64 KiB disk is full
+
+    async def go() -> None:
+        sink = JsonLinesSink(tiny_disk, "w1", max_bytes=10**9, max_age_s=0.05, flush_bytes=10**9)
+        await sink.open_partition(0)
+        for offset in range(n):
+            await sink.write(0, offset, line(offset), lambda: None)
+        await asyncio.sleep(0.1)
+        await sink.tick()
+        assert sink.blocked is not None and "disk full" in sink.blocked
+        assert sum(f.stat().st_size for f in tiny_disk.rglob("*.inprogress")) > 0  # part of it got there
+        subprocess.run(["mount", "-o", "remount,size=1m", str(tiny_disk)], check=True)
+        await sink.tick()
+        assert sink.blocked is None
+        await sink.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    data = b"".join(f.read_bytes() for f in finished(tiny_disk))
+    assert data == b"".join(line(o) for o in range(n))
