@@ -18,7 +18,7 @@ G, M, U1, U2, VU, H = (
 )
 UG = "µg/m³"
 
-# May 2024 EPA breakpoints, written out independently of airq_app.aqi (air-quality.md §1.4):
+# May 2024 EPA breakpoints (EPA-454/B-24-002, Table 6), written out independently of airq_app.aqi:
 # (pollutant, averaging, unit, [(c_lo, c_hi, i_lo, i_hi, category), ...])
 EPA_2024 = [
     (
