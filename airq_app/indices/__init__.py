@@ -97,6 +97,6 @@ def periods(index: str, pollutant: str) -> tuple[float, ...]:
 def table_period(index: str, pollutant: str, averaging_hours: float) -> float | None:
     """The table period a mean over `averaging_hours` serves (see `calculator.table_period`); 3.0 for the AQHI."""
     if index == conventions.AQHI_ID:
-        ok = pollutant in _aqhi.POLLUTANTS and float(averaging_hours) == _aqhi.AVERAGING_HOURS
+        ok = pollutant in _aqhi.POLLUTANTS and _aqhi.is_three_hours(averaging_hours)
         return _aqhi.AVERAGING_HOURS if ok else None
     return calculator.table_period(index, pollutant, averaging_hours)

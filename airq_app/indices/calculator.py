@@ -59,7 +59,10 @@ def table_period(index: str, pollutant: str, averaging_hours: float) -> float | 
     if table is None:
         return None
     periods = table.periods(pollutant)
-    hours = float(averaging_hours)
+    try:
+        hours = float(averaging_hours)
+    except (TypeError, ValueError):
+        return None
     if hours in periods:
         return hours
     if hours == 1.0:

@@ -61,6 +61,13 @@ def color(value: int) -> str:
     return COLORS[level(value) - 1]
 
 
+def is_three_hours(averaging_hours: object) -> bool:
+    try:
+        return float(averaging_hours) == AVERAGING_HOURS  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def to_aqhi_unit(pollutant: str, concentration: float | Decimal, unit: str) -> float | None:
     """The concentration in the formula's unit (ppb for gases, µg/m³ for PM2.5), or None."""
     if pollutant not in UNITS:
@@ -96,7 +103,7 @@ def sub_index(
     pollutant: str, concentration: float | Decimal, unit: str, averaging_hours: float
 ) -> tuple[int, str] | None:
     """(value, category) of one pollutant's share of the AQHI; None unless a 3-hour mean of NO2, O3 or PM2.5."""
-    if float(averaging_hours) != AVERAGING_HOURS:
+    if not is_three_hours(averaging_hours):
         return None
     c = to_aqhi_unit(pollutant, concentration, unit)
     if c is None:

@@ -233,6 +233,9 @@ def test_conventions_at_the_edges():
     assert indices.sub_index("US", "pm25", 10, "ppm", 24) is None  # a mixing ratio for a particle
     assert indices.sub_index("US", "pm25", 10, UG, 8) is None  # no 8-hour PM2.5 row
     assert indices.sub_index("XX", "pm25", 10, UG, 24) is None
+    assert indices.sub_index("US", "pm25", float("nan"), UG, 24) is None
+    assert indices.sub_index("US", "pm25", 10, UG, "24h") is None  # type: ignore[arg-type]
+    assert indices.sub_index("CA", "pm25", 10, UG, "3h") is None  # type: ignore[arg-type]
 
 
 def test_corrected_quirks():
