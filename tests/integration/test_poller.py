@@ -115,7 +115,7 @@ def test_missed_hours_are_caught_up_after_downtime(kafka: str, tmp_path: Path) -
         sim.stop()
 
 
-def test_only_the_leader_polls_and_another_takes_over(kafka: str, tmp_path: Path, simulator) -> None:
+def test_only_the_elected_worker_polls_and_another_takes_over(kafka: str, tmp_path: Path, simulator) -> None:
     p = Pipeline(tmp_path, kafka, app__session_timeout_s=6)
     env = {"OPENAQ_BASE_URL": simulator.url, "OPENAQ_API_KEY": SECRET, "AIRQ_POLL_INTERVAL": "2"}
     workers = [p.worker(name, role="all", **env) for name in ("a", "b")]
@@ -124,8 +124,8 @@ def test_only_the_leader_polls_and_another_takes_over(kafka: str, tmp_path: Path
 
     def one_leader() -> tuple | None:
         states = [w.status() for w in workers]
-        leaders = [w for w, s in zip(workers, states, strict=True) if s["is_leader"]]
-        if len(leaders) != 1 or not any(s["assignment"]["active"] for s in states if not s["is_leader"]):
+        leaders = [w for w, s in zip(workers, states, strict=True) if s["poller"]["this_worker_polls"]]
+        if len(leaders) != 1 or not all(s["assignment"]["active"] for s in states):
             return None  # not settled: one leader, and both workers processing
         leader = leaders[0]
         return (
@@ -137,7 +137,9 @@ def test_only_the_leader_polls_and_another_takes_over(kafka: str, tmp_path: Path
     leader, follower = wait_for(one_leader, 90, interval=0.5, what="one leader that has polled")
     wait_for(lambda: leader.status()["counters"]["poll_cycles"] >= 3, 60, what="three cycles on the leader")
     assert follower.status()["counters"]["polled"] == 0 and follower.status()["counters"]["produced"] == 0
+    # Both say which worker polls.
+    assert {w.status()["poller"]["polling_worker"] for w in workers} == {leader.url}
 
     assert leader.stop() == 0
-    wait_for(lambda: follower.status()["is_leader"], 60, what="the remaining worker to lead")
+    wait_for(lambda: follower.status()["poller"]["this_worker_polls"], 60, what="the remaining worker to poll")
     wait_for(lambda: follower.status()["counters"]["produced"] > 0, 60, what="the new leader to poll")
