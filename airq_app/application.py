@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> AirqApp:
         origin="airq_app",
         autodiscover=False,
         broker=settings.broker,
-        store="rocksdb://",
+        store=faust_internals.register_bounded_rocksdb(),
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_allow_declare=True,

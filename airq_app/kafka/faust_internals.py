@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
 import faust
+from faust.stores import STORES
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
@@ -170,3 +172,34 @@ class Consumer(aiokafka_driver.Consumer):
 
 class Transport(aiokafka_driver.Transport):
     Consumer = Consumer
+
+
+# -- RocksDB: a store whose info LOG is bounded -------------------------------------------------------------------
+# RocksDB writes a text `LOG` beside each partition's database and, by default, never rotates it away (it grew from
+# 38 MB to 103 MB of a 10-million-message run's 103 MB directory). Faust's rocksdict options do not pass
+# `max_log_file_size` / `keep_log_file_num`, so airq's store uses an options class that does.
+
+BOUNDED_ROCKSDB_URL = "airq-rocksdb://"
+ROCKSDB_MAX_LOG_FILE_SIZE = 1024 * 1024
+ROCKSDB_KEEP_LOG_FILE_NUM = 3
+
+
+class BoundedLogOptions(faust_rocksdb.RocksDBOptions):
+    def as_options(self) -> Any:
+        options = super().as_options()
+        if self.use_rocksdict:
+            options.set_max_log_file_size(ROCKSDB_MAX_LOG_FILE_SIZE)
+            options.set_keep_log_file_num(ROCKSDB_KEEP_LOG_FILE_NUM)
+        return options
+
+
+class BoundedLogStore(faust_rocksdb.Store):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rocksdb_options = BoundedLogOptions(**self.options, use_rocksdict=self.use_rocksdict)
+
+
+def register_bounded_rocksdb() -> str:
+    """Make `BoundedLogStore` available to Faust; returns the store URL to configure."""
+    STORES.aliases["airq-rocksdb"] = f"{__name__}:BoundedLogStore"
+    return BOUNDED_ROCKSDB_URL

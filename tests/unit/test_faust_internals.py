@@ -88,3 +88,20 @@ def test_the_installed_faust_is_the_one_these_internals_were_written_against() -
     assert faust_internals.installed_version() == faust_internals.FAUST_VERSION, (
         "faust-streaming changed: re-check every use in airq_app/kafka/faust_internals.py before moving the pin"
     )
+
+
+def test_rocksdb_info_log_is_bounded(tmp_path) -> None:
+    """RocksDB records its options in OPTIONS-*; the store's info LOG rotates and keeps only a few files."""
+    from airq_app.kafka import faust_internals
+
+    options = faust_internals.BoundedLogOptions(use_rocksdict=True)
+    db = options.open(tmp_path / "db")
+    db.put(b"k", b"v")
+    db.close()
+    recorded = "".join(p.read_text() for p in (tmp_path / "db").glob("OPTIONS-*"))
+    assert f"max_log_file_size={faust_internals.ROCKSDB_MAX_LOG_FILE_SIZE}" in recorded
+    assert f"keep_log_file_num={faust_internals.ROCKSDB_KEEP_LOG_FILE_NUM}" in recorded
+    # And Faust resolves the store URL the app is configured with to this store.
+    from faust.stores import by_url
+
+    assert by_url(faust_internals.register_bounded_rocksdb()) is faust_internals.BoundedLogStore
