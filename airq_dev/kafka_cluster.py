@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airq_app.kafka_security import KafkaSecurity
+from airq_app.kafka.security import KafkaSecurity
 from airq_dev.kafka_pki import Pki, make_pki
 from airq_dev.local_kafka import KAFKA_DIR, ROOT, BrokerError, _port_open, check_java, fetch_jars, is_our_kafka
 

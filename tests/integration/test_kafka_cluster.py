@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from airq_app.kafka_security import replication_plan
+from airq_app.kafka.security import replication_plan
 from airq_dev.harness import free_port
 from airq_dev.kafka_cluster import Cluster
 from airq_dev.local_kafka import BrokerError, is_our_kafka

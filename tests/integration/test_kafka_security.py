@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
-from airq_app.kafka_security import KafkaSecurity, connection_error, describe_kafka_error
+from airq_app.kafka.security import KafkaSecurity, connection_error, describe_kafka_error
 from airq_dev.harness import free_port
 from airq_dev.kafka_cluster import SecureBroker
 from airq_dev.kafka_pki import make_ca

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airq_app.kafka_security import (
+from airq_app.kafka.security import (
     KafkaConfigError,
     KafkaSecurity,
     bootstrap_servers,
