@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from airq_app.filters import FilterConfig
+from airq_app.kafka.security import KafkaConfigError, KafkaSecurity
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
 ROLES = ("all", "ingest", "process")
@@ -47,7 +48,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "filters": {},
     "dedup": {"retention_hours": 72},
     "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 10, "flush_interval_s": 1.0},
+    # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
+    "kafka": {"replication_factor": "auto", "min_insync_replicas": "auto", "producer_request_timeout_s": 1200},
 }
+# pipeline.json keys that would hold a Kafka secret: refused with a pointer to the environment variable.
+KAFKA_SECRET_KEYS = ("password", "sasl_password", "sasl_plain_password")
 
 
 class ConfigError(ValueError):
@@ -100,6 +105,16 @@ class Settings:
     flush_interval_s: float
     session_timeout_s: float = 30.0
     topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
+    # TLS and SASL of every Kafka client; its repr and public() leave the password out.
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    replication_factor: int | None = None  # None: min(3, brokers in the cluster)
+    min_insync_replicas: int | None = None  # None: min(2, replication factor)
+    producer_request_timeout_s: float = 1200.0
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """`broker` as one URL per bootstrap server (`kafka://h1:9092,h2:9092` -> two), as Faust takes them."""
+        return broker_urls(self.broker)
 
     @property
     def polls(self) -> bool:
@@ -132,6 +147,11 @@ class Settings:
             "app_id": self.app_id,
             "role": self.role,
             "broker": self.broker,
+            "kafka": {
+                **self.kafka_security.public(),
+                "replication_factor": self.replication_factor or "auto",
+                "min_insync_replicas": self.min_insync_replicas or "auto",
+            },
             "partitions": self.partitions,
             "web_port": self.web_port,
             "data_dir": str(self.data_dir),
@@ -157,6 +177,8 @@ def _field_path(error: ValidationError) -> str:
 
 def _describe(error: ValidationError) -> str:
     where = _field_path(error)
+    if error.validator == "additionalProperties" and where in {f"kafka.{key}" for key in KAFKA_SECRET_KEYS}:
+        return f"{where}: not allowed here: set AIRQ_KAFKA_PASSWORD in the environment or .env"
     if error.validator == "additionalProperties":
         return f"{where}: unknown key"
     if error.validator == "oneOf":
@@ -218,6 +240,61 @@ def _env_float(env: dict[str, str], name: str, low: float) -> float | None:
     return value
 
 
+def broker_urls(broker: str) -> list[str]:
+    """One `kafka://host:port` URL per server of a comma- (or semicolon-) separated bootstrap list."""
+    urls = []
+    for item in broker.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        scheme, sep, rest = item.partition("://")
+        urls.append(item if sep else f"kafka://{scheme}")
+    return urls
+
+
+def _broker(raw: str) -> str:
+    urls = broker_urls(raw)
+    if not urls:
+        raise ConfigError(f"AIRQ_BROKER: {raw!r} names no server (expected kafka://host:port[,host:port...])")
+    for url in urls:
+        scheme, _, address = url.partition("://")
+        host, _, port = address.rstrip("/").rpartition(":")
+        if scheme not in ("kafka", "aiokafka") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"AIRQ_BROKER: {url!r} is not kafka://host:port")
+    return raw.strip() if "://" in raw else f"kafka://{raw.strip()}"
+
+
+def _kafka_count(env: dict[str, str], name: str, section: dict[str, Any], key: str) -> int | None:
+    """A replication setting: "auto" (None) or a count from 1 to 32, from the environment or pipeline.json."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        value = section.get(key, "auto")
+        return None if value == "auto" else int(value)
+    if raw.strip().lower() == "auto":
+        return None
+    return _env_int(env, name, 1, 32)
+
+
+def _kafka_settings(env: dict[str, str], section: dict[str, Any], pipeline_path: Path) -> dict[str, Any]:
+    try:
+        security = KafkaSecurity.from_settings(env, section)
+    except KafkaConfigError as exc:
+        raise ConfigError(str(exc).replace("pipeline.json", str(pipeline_path))) from None
+    rf = _kafka_count(env, "AIRQ_KAFKA_REPLICATION_FACTOR", section, "replication_factor")
+    min_isr = _kafka_count(env, "AIRQ_KAFKA_MIN_INSYNC_REPLICAS", section, "min_insync_replicas")
+    if rf is not None and min_isr is not None and min_isr > rf:
+        raise ConfigError(
+            f"kafka.min_insync_replicas: {min_isr} is more than the replication factor {rf}: every write would fail"
+        )
+    timeout = _env_float(env, "AIRQ_KAFKA_PRODUCER_TIMEOUT_S", 1.0) or float(section["producer_request_timeout_s"])
+    return {
+        "kafka_security": security,
+        "replication_factor": rf,
+        "min_insync_replicas": min_isr,
+        "producer_request_timeout_s": timeout,
+    }
+
+
 def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
     """Build the settings from pipeline.json and the environment (and `.env`, which never overrides)."""
     if env is None:
@@ -231,9 +308,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
     role = env.get("AIRQ_ROLE") or "all"
     if role not in ROLES:
         raise ConfigError(f"AIRQ_ROLE: {role!r} is not one of {', '.join(ROLES)}")
-    broker = env.get("AIRQ_BROKER") or "kafka://127.0.0.1:9092"
-    if "://" not in broker:
-        broker = f"kafka://{broker}"
+    broker = _broker(env.get("AIRQ_BROKER") or "kafka://127.0.0.1:9092")
     poll_interval = _env_float(env, "AIRQ_POLL_INTERVAL", 1.0) or float(p["openaq"]["poll_interval_s"])
 
     api_key = (env.get("OPENAQ_API_KEY") or "").strip()  # a quoted .env value may end in a newline
@@ -291,6 +366,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         flush_interval_s=float(p["output"]["flush_interval_s"]),
         session_timeout_s=float(p["app"]["session_timeout_s"]),
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
+        **_kafka_settings(env, p["kafka"], pipeline_path),
     )
     # No rule ties dedup.retention_hours to filters.max_age_hours: a measurement older than its sensor's
     # de-duplication window is dropped as too_old whatever max_age_hours allows (processing.decide).
