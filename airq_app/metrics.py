@@ -26,6 +26,7 @@ COUNTERS = {
     "handed_over": "Records not written because their partition moved to another worker mid-event.",
     "poll_skipped": "Polled measurements outside the selection, or not mappable.",
     "poll_cycles": "Polling cycles run.",
+    "lost_to_retention": "Messages deleted by the topic's retention before they were processed.",
 }
 
 

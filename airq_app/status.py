@@ -35,6 +35,7 @@ class WorkerStatus:
         self.openaq_responses: Counter[int] = Counter()
         self.positions: dict[int, int] = {}  # partition -> next offset to consume
         self.sink_blocked: str | None = None
+        self.lost: list[dict[str, int]] = []  # offset ranges retention deleted before they were processed
 
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -44,6 +45,10 @@ class WorkerStatus:
 
     def dead_letter(self, reason: str) -> None:
         self.dead_lettered[reason.split(":", 1)[0]] += 1
+
+    def lost_to_retention(self, partition: int, first: int, last: int) -> None:
+        self.counters["lost_to_retention"] += last - first + 1
+        self.lost = (self.lost + [{"partition": partition, "from": first, "to": last}])[-20:]
 
     def snapshot(self) -> dict[str, Any]:
         c = self.counters
@@ -66,4 +71,6 @@ class WorkerStatus:
             "stale": c["stale"],
             "handed_over": c["handed_over"],
             "poll_skipped": c["poll_skipped"],
+            "lost_to_retention": c["lost_to_retention"],
+            "lost_ranges": list(self.lost),
         }

@@ -30,6 +30,7 @@ from airq_app.processing import decide, location_summary
 from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import WorkerStatus
+from airq_app.stream.changelog import ChangelogDelivery
 from airq_app.stream.cursor import PartitionCursor
 from airq_app.stream.dead_letter import dead_letter_entry
 from airq_app.stream.table_values import LocationSummaries, read, write
@@ -70,6 +71,7 @@ class StreamProcessor:
         self.flush_interval_s = output.flush_interval_s
         self.cursor = PartitionCursor()
         self.summaries = LocationSummaries(tables.latest_by_location)
+        self.delivery = ChangelogDelivery([tables.sensor_history, tables.latest_by_location])
         self._changelog_flush = asyncio.Lock()
 
     # -- wiring ----------------------------------------------------------------------------------------------
@@ -82,6 +84,7 @@ class StreamProcessor:
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
         app.before_stop.append(self.sink.close)
+        app.sensors.add(self.delivery)
 
     def _blocked(self, reason: str | None) -> None:
         self.status.sink_blocked = reason
@@ -101,6 +104,9 @@ class StreamProcessor:
             while producer.buffer.size:
                 await producer.buffer.flush()
             await producer.flush()
+            if self.delivery.failed:
+                # Raises while any update is still undelivered: the sink keeps the file and reports why.
+                await self.delivery.resolve(producer)
 
     # -- the agent -------------------------------------------------------------------------------------------
 
@@ -155,14 +161,22 @@ class StreamProcessor:
             return
         if offset > expected:
             # Messages before this one were never processed (Faust may deliver from a stale position around a
-            # rebalance, and acknowledges what it skips): go back rather than leave a hole.
-            await self.realign(msg.tp, expected)
-            return
+            # rebalance, and acknowledges what it skips): go back rather than leave a hole, unless retention
+            # deleted them meanwhile (then the partition moves on from its earliest offset).
+            if offset != await self.realign(msg.tp, expected):
+                return
         cursor.advance(partition, offset)
         try:
             m = parse_measurement(event.value)
         except InvalidMessage as exc:
             await self.send_dead_letter(event, str(exc))
+            event.ack()
+            return
+        if msg.key != str(m["location_id"]).encode():
+            # A sensor's state lives in the partition its location id's key hashes to: a message under another key
+            # (or none) would be de-duplicated against another partition's state, and a copy could be written twice.
+            key = msg.key.decode("utf-8", "replace")[:40] if isinstance(msg.key, bytes) else msg.key
+            await self.send_dead_letter(event, f"key_mismatch: key {key!r} is not location id {m['location_id']}")
             event.ack()
             return
         source = {"topic": msg.topic, "partition": partition, "offset": offset}
@@ -205,13 +219,33 @@ class StreamProcessor:
         except Exception as exc:  # the event itself is done; the summaries wait for the next flush
             log.warning("airq: location summaries of partition %d not written yet: %s", msg.partition, exc)
 
-    async def realign(self, tp: TP, offset: int, force: bool = False) -> None:
-        """Seek a partition back to the next offset it must process (at most every 2 s per partition unless forced)."""
+    async def realign(self, tp: TP, offset: int, force: bool = False) -> int:
+        """Seek a partition back to the next offset it must process (at most every 2 s per partition unless forced).
+
+        Returns the partition's next offset afterwards: `offset`, or the earliest offset still in the topic when
+        retention deleted the messages from `offset` on before they were processed. Those are lost (logged,
+        counted and shown in status); seeking to a deleted offset would only reset to the earliest one, deliver
+        it as "ahead" again, and stall the partition for ever.
+        """
         if not self.cursor.may_seek(tp.partition, force):
-            return
+            return offset
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
+        if offset < earliest:
+            log.error(
+                "airq: %s[%d] offsets %d to %d were deleted by retention before they were processed (%d messages lost)",
+                tp.topic,
+                tp.partition,
+                offset,
+                earliest - 1,
+                earliest - offset,
+            )
+            self.status.lost_to_retention(tp.partition, offset, earliest - 1)
+            self.cursor.open(tp.partition, earliest)
+            offset = earliest
         self.status.inc("realigned")
         log.warning("airq: %s[%d] skipped ahead; seeking back to offset %d", tp.topic, tp.partition, offset)
         await self.app.consumer.seek(tp, offset)
+        return offset
 
     def _acker(self, event: EventT) -> Any:
         """Acknowledge once the record is in a finished file, and measure how long that took from produce time."""
