@@ -134,3 +134,22 @@ def test_bad_environment(name: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json"), name: value}, dotenv=False)
     assert expected in str(err.value)
+
+
+def test_api_key_from_a_quoted_env_value_is_stripped_and_a_bad_one_is_refused_without_echoing_it() -> None:
+    env = {"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}
+    assert load_settings({**env, "OPENAQ_API_KEY": "abc123secret\n"}, dotenv=False).api_key == "abc123secret"
+    with pytest.raises(ConfigError) as info:
+        load_settings({**env, "OPENAQ_API_KEY": "abc\x07123secret"}, dotenv=False)
+    assert "OPENAQ_API_KEY" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_infinite_poll_interval_and_non_utf8_pipeline_are_config_errors(tmp_path: Path) -> None:
+    env = {"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}
+    for bad in ("inf", "nan", "-inf"):
+        with pytest.raises(ConfigError, match="AIRQ_POLL_INTERVAL"):
+            load_settings({**env, "AIRQ_POLL_INTERVAL": bad}, dotenv=False)
+    path = tmp_path / "pipeline.json"
+    path.write_bytes(b'{"app": {"id": "\xff"}}')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings({"AIRQ_PIPELINE": str(path)}, dotenv=False)
