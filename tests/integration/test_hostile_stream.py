@@ -134,3 +134,20 @@ def test_faust_table_and_router_pages_are_off(kafka: str, tmp_path: Path) -> Non
     worker = p.worker().start()
     for path in ("/table/", "/table/sensor_history/", "/router/", "/graph/", "/stats/"):
         assert worker.get(path)[0] == 404, path
+
+
+def test_overview_asks_only_allowed_peers_and_forwards_no_headers(kafka: str, tmp_path: Path) -> None:
+    """A group member can advertise any URL in its join data; the overview must not fetch it."""
+    p = Pipeline(tmp_path, kafka, app__standby_replicas=0)
+    honest = p.worker("honest").start()
+    rogue = p.worker("rogue", AIRQ_WEB_HOST="192.0.2.1").start()
+    hour = recent_hour()
+    produce(p.bootstrap, p.topic, [encode(measurement(9000 + i, hour, location_id=900 + i)) for i in range(40)])
+    wait_for(lambda: honest.status()["counters"]["written"] and rogue.status()["counters"]["written"], 60, what="both")
+    started = time.monotonic()
+    code, overview = honest.get("/airq/api/overview")
+    assert code == 200 and time.monotonic() - started < 2.5  # no 3-second wait on an unroutable peer
+    assert [w["url"] for w in overview["workers"]] == [honest.url]
+    # A location the rogue worker owns is not forwarded there either: answered 404 here, quickly.
+    owned_by_rogue = [loc for loc in range(900, 940) if honest.get(f"/airq/locations/{loc}")[0] != 200]
+    assert owned_by_rogue  # with no standbys, some locations live only on the other worker
