@@ -10,7 +10,8 @@ parameter_not_allowed  drop    `parameter` not in `FilterConfig.parameters`
 country                drop    `countries` is set and the country (ISO alpha-2) is missing or not in it
 bbox                   drop    `bbox` is set and the coordinates are missing or outside it (edges included)
 future                 drop    the time is more than `max_future_skew_s` ahead of `now`
-too_old                drop    the time is more than `max_age_hours` before `now`
+too_old                drop    the time is more than `max_age_hours` before `now` (not for a `"backfill": true`
+                               message: history is bounded by the de-duplication retention, `processing.decide`)
 sentinel               drop    the *raw* value is one of `sentinels` (-999, -9999: "instrument not reporting")
 unit_unknown           drop    the unit could not be normalised (`normalised_value` is None)
 negative               drop    the normalised value is below 0 and `drop_negative` is set
@@ -42,6 +43,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from airq_app.indices import IndexConfig
 from airq_app.timeutil import utc_seconds
 
 DEFAULT_PARAMETERS: tuple[str, ...] = ("pm25", "pm10", "o3", "no2", "so2", "co")
@@ -74,6 +76,7 @@ class FilterConfig:
     countries: tuple[str, ...] = ()  # empty: all countries
     bbox: tuple[float, float, float, float] | None = None  # (min lon, min lat, max lon, max lat)
     stuck_hours: int = 6
+    indices: IndexConfig = field(default_factory=IndexConfig)  # which national index a record gets (`indices`)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> FilterConfig:
@@ -116,6 +119,9 @@ class FilterConfig:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 2:
                     raise ValueError("must be an integer ≥ 2")
                 kw["stuck_hours"] = v
+            if "indices" in d:
+                v = d["indices"]
+                kw["indices"] = v if isinstance(v, IndexConfig) else IndexConfig.from_dict(v)
         except ValueError as exc:
             # Keys are checked in field order, so the first given key without a result is the bad one.
             key = next((k for k in known if k in d and k not in kw), "?")
@@ -176,8 +182,8 @@ def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfi
     now_s = (now.replace(tzinfo=UTC) if now.tzinfo is None else now).timestamp()
     if when > now_s + cfg.max_future_skew_s:
         return "future"
-    if when < now_s - cfg.max_age_hours * 3600:
-        return "too_old"
+    if when < now_s - cfg.max_age_hours * 3600 and not m.get("backfill"):
+        return "too_old"  # backfilled history is bounded by the de-duplication retention instead
     raw = m["value"]
     if raw in cfg.sentinels:
         return "sentinel"

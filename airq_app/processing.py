@@ -80,14 +80,19 @@ def decide(
     new_history = {"newest": newest, "hours": hours, "recent": recent, "seen": kept}
 
     aqi, basis, nowcast = transform.score(m["parameter"], value, unit, window)
-    record = transform.shape_record(m, value, unit, aqi, basis, source, flags)
+    local = transform.local_index(m, unit, window, cfg.indices)
+    record = transform.shape_record(m, value, unit, aqi, basis, source, flags, local_index=local)
     if nowcast is not None:
         record["nowcast"] = nowcast
     return Decision("write", record=record, history=new_history)
 
 
 def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any] | None:
-    """Merge a written record into its location's latest-values entry; None when it is not newer."""
+    """Merge a written record into its location's latest-values entry; None when it is not newer.
+
+    Per parameter: the latest value, its US AQI and its national sub-index (`local_index`); for the location: the
+    highest AQI and the overall national index (`transform.overall_local_index`: the worst sub-index, or the AQHI).
+    """
     prev = (current or {}).get("parameters", {}).get(record["parameter"])
     if prev is not None and prev["datetime_utc"] > record["datetime_utc"]:
         return None
@@ -110,10 +115,14 @@ def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> 
             "aqi_basis": record.get("aqi_basis"),
             "datetime_utc": record["datetime_utc"],
             "sensor_id": record["sensor_id"],
+            "local_index": record.get("local_index"),
         }
     entry["parameters"] = params
     scored = [p for p in params.values() if p.get("aqi") is not None]
     top = max(scored, key=lambda p: p["aqi"], default=None)
     entry["aqi"] = top["aqi"] if top else None
     entry["aqi_category"] = top["aqi_category"] if top else None
+    prefer = (record.get("local_index") or {}).get("index")
+    local = {name: p.get("local_index") for name, p in params.items()}
+    entry["local_index"] = transform.overall_local_index(local, prefer)
     return entry

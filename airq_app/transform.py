@@ -1,32 +1,58 @@
-"""Shaping of output records and their AQI (pure, apart from `processed_at` defaulting to the clock).
+"""Shaping of output records, their US AQI and their national index (pure, apart from `processed_at` defaulting to
+the clock).
 
-Which index each pollutant gets from one hourly value (`score`):
+Averaging periods come from the sensor's own hourly history (`hourly_window`: the last `HISTORY_HOURS` = 24 hours,
+one value per hour, kept in the sensor's RocksDB entry, so the state grows with the number of sensors only).
+`running_means` gives the means over 1, 3, 4, 8, 12 and 24 hours ending at the measurement's hour, each defined only
+when at least 75 % of its hours have a value, rounded up to whole hours (`required_hours`): 18 of 24, 9 of 12, 6 of 8
+(the EPA's and AirNow's completeness rule for 24-hour PM and 8-hour O3 and CO means, which the EU uses for n-hour
+means too), 3 of 4, and all 3 of 3 for the AQHI's 3-hour means (Health Canada's formula is defined on 3-hour means
+and names no smaller share; 75 % of 3 hours is 2.25, so all three are needed). A mean is the arithmetic mean of the
+hours present.
+
+US EPA AQI (`score`, the `aqi` fields of every record):
 
 * pm25, pm10: the NowCast of the sensor's last 12 hours (`aqi_basis = "nowcast"`), fed to the 24-hour table,
   as AirNow does for hourly reporting. When the NowCast is undefined (fewer than 2 of the 3 newest hours), the
   hourly value itself goes through the 24-hour table (`"instant"`, an indicative hourly sub-index).
-* o3: the hourly value through the 8-hour table (`"instant"`), and from 0.125 ppm also through the 1-hour table;
-  the higher index is reported (TAD: report the more precautionary of the two). Above 0.200 ppm only the 1-hour
-  table applies. The AirNow ozone NowCast (a per-site regression since 2019) is not reproduced.
-* co: the hourly value through the 8-hour table (`"instant"`).
+* o3: the 8-hour running mean through the 8-hour table (`"mean_8h"`) where it is defined; from 0.125 ppm the hourly
+  value also goes through the 1-hour table and the higher index is reported (TAD: report the more precautionary of
+  the two; `"instant"` when the 1-hour value wins). Above 0.200 ppm the 8-hour table defines no index and only the
+  1-hour table applies. Where the 8-hour mean is not defined (fewer than 6 of the 8 hours), or gives no index while
+  the hour is below 0.125 ppm, the hourly value goes through the 8-hour table as an indicative sub-index
+  (`"instant"`), and through the 1-hour table from 0.125 ppm. The AirNow ozone NowCast (a per-site regression since
+  2019) is not reproduced.
+* co: the 8-hour running mean through the 8-hour table (`"mean_8h"`); where it is not defined, the hourly value
+  (`"instant"`).
 * so2, no2: the hourly value through their 1-hour tables (`"instant"`); SO2 ≥ 305 ppb gives 200 (see `aqi`).
 * anything else: no index.
+
+National index (`local_index`, the record's `local_index` field): the location's country decides the index
+(`airq_app.indices.IndexConfig.index_for`: `pipeline.json` section `indices`, else the country's default), and
+`airq_app.indices.local_index` evaluates every period that index's table defines for the pollutant whose running
+mean is defined, keeping the worst. None where the country has no index, the index has no row for the pollutant or
+no needed mean is defined yet (e.g. India's 24-hour PM before 18 hours are known).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from airq_app import aqi as aqi_mod
-from airq_app import units
+from airq_app import indices, units
 from airq_app.timeutil import format_epoch, format_utc, normalise_utc, utc_seconds
 
 PM = ("pm25", "pm10")
 NOWCAST_HOURS = 12
+HISTORY_HOURS = 24  # hours of values kept per sensor: the longest running mean
+MEAN_HOURS = (1, 3, 4, 8, 12, 24)  # the running means computed: every period the indices' tables use
+EIGHT_HOUR = ("o3", "co")  # pollutants the US AQI scores from their 8-hour running mean
+DEFAULT_INDICES = indices.IndexConfig()  # every country its default index
 
 
 @lru_cache(maxsize=8192)
@@ -41,9 +67,9 @@ def _hour_of_key(key: str) -> int:
 
 
 def hourly_window(
-    existing: Mapping[str, float], dt_utc: str, value: float, keep_hours: int = NOWCAST_HOURS
+    existing: Mapping[str, float], dt_utc: str, value: float, keep_hours: int = HISTORY_HOURS
 ) -> tuple[dict[str, float], list[float | None]]:
-    """Merge one hourly value into a sensor's `{hour: value}` map and list the hours for `aqi.nowcast`.
+    """Merge one hourly value into a sensor's `{hour: value}` map and list its hours for the NowCast and the means.
 
     The hour is `dt_utc` floored to the hour (`...T13:00:00Z`); a later value for the same hour replaces the
     earlier one. Returns the map to store — only hours within `keep_hours` of the newest hour in it — and the
@@ -59,14 +85,46 @@ def hourly_window(
     return kept, window
 
 
-def score(
-    parameter: str, value: float, unit: str, hourly_newest_first: list[float | None] | None
-) -> tuple[tuple[int, str] | None, str | None, float | None]:
-    """(AQI and category, basis `nowcast`/`instant`, NowCast value) for one normalised hourly value.
+def required_hours(hours: int) -> int:
+    """Hours with a value a mean over `hours` needs: 75 %, rounded up (18 of 24, 9 of 12, 6 of 8, 3 of 3)."""
+    return math.ceil(hours * 3 / 4)
 
-    `hourly_newest_first` is the sensor's hourly window from `hourly_window` (only used for PM; more than 12
-    entries are cut to 12). See the module docstring for the table each pollutant uses. The basis is None
-    whenever the index is.
+
+def _mean(hourly: Sequence[float | None], hours: int) -> float | None:
+    present = [v for v in hourly[:hours] if v is not None]
+    if len(present) < required_hours(hours):
+        return None
+    return float(f"{math.fsum(present) / len(present):.12g}")
+
+
+def running_means(hourly_newest_first: Sequence[float | None] | None) -> dict[int, float | None]:
+    """The sensor's means over 1, 3, 4, 8, 12 and 24 hours ending at the measurement's hour (index 0 of the window
+    from `hourly_window`); None where fewer than `required_hours` of that period have a value.
+
+    The sum is exact (`math.fsum`) and the mean kept to 12 significant digits, so a mean that is a short decimal
+    (0.071 ppm) is exactly that number and the EPA's truncation of it gives what a hand calculation gives.
+    """
+    hourly = list(hourly_newest_first or ())
+    return {hours: _mean(hourly, hours) for hours in MEAN_HOURS}
+
+
+def _higher(*candidates: tuple[tuple[int, str] | None, str]) -> tuple[tuple[int, str] | None, str | None]:
+    """The highest of (AQI, basis) candidates; on a tie the first listed wins."""
+    best: tuple[tuple[int, str] | None, str | None] = (None, None)
+    for result, basis in candidates:
+        if result is not None and (best[0] is None or result[0] > best[0][0]):
+            best = (result, basis)
+    return best
+
+
+def score(
+    parameter: str, value: float, unit: str, hourly_newest_first: Sequence[float | None] | None
+) -> tuple[tuple[int, str] | None, str | None, float | None]:
+    """(AQI and category, basis `nowcast`/`mean_8h`/`instant`, NowCast value) for one normalised hourly value.
+
+    `hourly_newest_first` is the sensor's hourly window from `hourly_window`, index 0 being this value (the PM
+    NowCast uses its first 12 hours, O3 and CO their 8-hour mean). See the module docstring for the table each
+    pollutant uses. The basis is None whenever the index is.
     """
     if parameter in PM:
         nc = None
@@ -78,16 +136,60 @@ def score(
                 return result, "nowcast", nc
         instant = aqi_mod.us_aqi(parameter, value, unit, "24h")
         return instant, ("instant" if instant else None), nc
-    if parameter == "o3":
-        candidates = [aqi_mod.us_aqi("o3", value, unit, "8h"), aqi_mod.us_aqi("o3", value, unit, "1h")]
-        found = [c for c in candidates if c is not None]
-        best = max(found, key=lambda c: c[0]) if found else None
-        return best, ("instant" if best else None), None
-    averaging = {"co": "8h", "so2": "1h", "no2": "1h"}.get(parameter)
+    if parameter in EIGHT_HOUR:
+        mean = _mean(list(hourly_newest_first or ()), 8)
+        from_mean = aqi_mod.us_aqi(parameter, mean, unit, "8h") if mean is not None else None
+        one_hour = aqi_mod.us_aqi("o3", value, unit, "1h") if parameter == "o3" else None
+        if from_mean is None and (mean is None or one_hour is None):
+            # No 8-hour mean yet (or one above the 8-hour table with the hour below the 1-hour table): the hour
+            # itself through the 8-hour table, as an indicative sub-index.
+            from_mean = aqi_mod.us_aqi(parameter, value, unit, "8h")
+            best, basis = _higher((from_mean, "instant"), (one_hour, "instant"))
+        else:
+            best, basis = _higher((from_mean, "mean_8h"), (one_hour, "instant"))
+        return best, basis, None
+    averaging = {"so2": "1h", "no2": "1h"}.get(parameter)
     if averaging is None:
         return None, None, None
     result = aqi_mod.us_aqi(parameter, value, unit, averaging)
     return result, ("instant" if result else None), None
+
+
+def local_index(
+    m: Mapping[str, Any],
+    unit: str,
+    hourly_newest_first: Sequence[float | None] | None,
+    config: indices.IndexConfig | None = None,
+) -> dict[str, Any] | None:
+    """The record's `local_index`: the national index of the location's country for this measurement, from the
+    sensor's running means (`running_means` of the window from `hourly_window`, all in the normalised `unit`).
+
+    `config` is the `pipeline.json` section `indices` (default: enabled, every country its own default index).
+    None where the section is disabled, the country has no index, or no period the index defines for the
+    pollutant has a defined mean yet.
+    """
+    index_id = (config or DEFAULT_INDICES).index_for(m.get("country"))
+    if index_id is None:
+        return None
+    return indices.local_index(index_id, m["parameter"], running_means(hourly_newest_first), unit)
+
+
+def overall_local_index(
+    sub_indices: Mapping[str, Mapping[str, Any] | None], prefer: str | None = None
+) -> dict[str, Any] | None:
+    """A location's overall national index from its parameters' latest sub-index objects (parameter → object).
+
+    The worst sub-index, or for Canada's AQHI the formula over the NO2, O3 and PM2.5 3-hour means (None until all
+    three are known): `airq_app.indices.overall_index`. Should the objects name different indices (the `indices`
+    section changed while a location's older values are still shown), those of `prefer` (the index of the record
+    just merged) count, else those of the index most parameters have.
+    """
+    objects = [o for o in sub_indices.values() if o]
+    if not objects:
+        return None
+    ids = [o["index"] for o in objects]
+    chosen = prefer if prefer in ids else max(sorted(set(ids)), key=ids.count)
+    return indices.overall_index(o for o in objects if o["index"] == chosen)
 
 
 def _float_or_none(v: Any) -> float | None:
@@ -105,12 +207,14 @@ def shape_record(
     *,
     nowcast: float | None = None,
     processed_at: datetime | None = None,
+    local_index: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One output line (the fields the README lists under Output) from measurement `m` (a `Measurement` as a
     dict) and its normalised value.
 
     Extras beyond the required fields: `parameter_id`, `datetime_local`, `provider`, `timezone`, `flags` (list;
-    `beyond_aqi` is added when the index is above 500), `nowcast`, `aqi_table` and `processed_at`.
+    `beyond_aqi` is added when the index is above 500), `nowcast`, `aqi_table`, `processed_at` and `local_index`
+    (the object from `local_index`, or None).
     """
     out_flags = list(flags or [])
     if aqi is not None and aqi[0] > 500 and "beyond_aqi" not in out_flags:
@@ -144,4 +248,5 @@ def shape_record(
             "offset": int(source["offset"]),
         },
         "processed_at": format_utc(processed_at) if processed_at else format_epoch(int(time.time())),
+        "local_index": dict(local_index) if local_index is not None else None,
     }

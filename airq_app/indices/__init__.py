@@ -25,9 +25,10 @@ Public functions
 `periods(index, pollutant)` → tuple of the table periods (hours) defined for a pollutant.
 `index_for_country(country, overrides=None)` → index id or None
     A location's index from its ISO alpha-2 country: `overrides` (`{country: index_id or None}`, the
-    `pipeline.json` section `indices`) first, then the documented default for countries with several schemes
-    (`conventions.COUNTRY_DEFAULTS`: AU → `AU:NSW`, BE → `BE:newBelAQIHour`, BR → `BR:Espírito Santo`,
-    CO → `CO:Colombia`, EC → `EC:Quito`, MC → `MC:Monaco`, MX → `MX:national`, UY → `UY:new`, CA → `CA`),
+    `by_country` of the `pipeline.json` section `indices`, see `IndexConfig`) first, then the documented default
+    for countries with several schemes (`conventions.COUNTRY_DEFAULTS`: AU → `AU:NSW`, BE → `BE:newBelAQIHour`,
+    BR → `BR:Espírito Santo`, CO → `CO:Colombia`, EC → `EC:Quito`, MC → `MC:Monaco`, MX → `MX:national`,
+    UY → `UY:new`, CA → `CA`),
     then the country's own table, then `EU:new` for EU member states; None otherwise.
     `validate_overrides(overrides)` → list of problems, for checking the mapping at start-up.
 `local_index(index_id, pollutant, means, unit)` → object or None
@@ -35,7 +36,8 @@ Public functions
     absent where undefined). Evaluates each period the table defines for the pollutant whose mean is available
     and keeps the worst. Object: `{"index", "name", "value", "category", "level", "color", "averaging_hours",
     "pollutant"}` (`level`: band ordinal, 1 = best; `color`: the table's hex; AQHI objects also carry
-    `concentration`, the 3-hour mean in ppb or µg/m³, for the overall formula).
+    `concentration`, the 3-hour mean in ppb or µg/m³, for the overall formula; `table_averaging_hours` where the
+    hourly value serves a table period under an hour).
 `overall_index(sub_indices)` → object or None
     The location's index from its sub-index objects: the worst one; for `CA` the AQHI formula over NO2, O3 and
     PM2.5 (all three needed).
@@ -43,6 +45,8 @@ Public functions
 `supported_indices()` → list of `{"index", "name", "country", "variant", "scale", "pollutants"}`.
 `categories(index_id)` → list of `{"level", "category", "color", "lower", "upper"}` for a legend, or None.
 `index_name(index_id)` → human name or None.
+`legends()` → every index id → `{"name", "categories"}`, for the dashboard.
+`IndexConfig`: the `pipeline.json` section `indices` (`enabled`, `by_country`), checked by `from_dict`.
 """
 
 from __future__ import annotations
@@ -53,9 +57,11 @@ from airq_app.indices import calculator, conventions
 from airq_app.indices import canada as _aqhi
 from airq_app.indices.canada import aqhi
 from airq_app.indices.local import (
+    IndexConfig,
     categories,
     index_for_country,
     index_name,
+    legends,
     local_index,
     overall_index,
     supported_indices,
@@ -63,10 +69,12 @@ from airq_app.indices.local import (
 )
 
 __all__ = [
+    "IndexConfig",
     "aqhi",
     "categories",
     "index_for_country",
     "index_name",
+    "legends",
     "local_index",
     "overall_index",
     "periods",

@@ -7,7 +7,9 @@ dashboard calls for its legend; see the package docstring for the contract of ea
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from airq_app.indices import calculator, canada, conventions, tables
@@ -88,6 +90,57 @@ def index_for_country(country: str | None, overrides: Mapping[str, str | None] |
     return None
 
 
+def _known_for(country: str) -> list[str]:
+    """The index ids a country's own tables offer (for an error message)."""
+    return sorted(t.id for t in tables.load().values() if t.iso == country)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """The `pipeline.json` section `indices`: whether records get a `local_index`, and per-country choices.
+
+    `by_country` maps an ISO alpha-2 code to an index id (`"BR": "BR:São Paulo"`) or None (no national index
+    there); other countries get `index_for_country`'s default. Build it with `from_dict`, which checks every entry.
+    """
+
+    enabled: bool = True
+    by_country: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> IndexConfig:
+        """From the section as JSON gives it; ValueError with one line naming the first bad entry."""
+        d = dict(d or {})
+        unknown = sorted(set(d) - {"enabled", "by_country"})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown key")
+        enabled = d.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"enabled: {enabled!r} is not true or false")
+        given = d.get("by_country") or {}
+        if not isinstance(given, Mapping):
+            raise ValueError("by_country: must be an object of country code → index id or null")
+        by_country: dict[str, str | None] = {}
+        for country, ident in given.items():
+            problems = validate_overrides({country: ident})
+            if problems:
+                hint = ""
+                if isinstance(country, str) and len(country.strip()) == 2:
+                    offered = _known_for(country.strip().upper())
+                    hint = f" (tables for {country.strip().upper()}: {', '.join(offered)})" if offered else ""
+                raise ValueError(f"by_country.{problems[0]}{hint}")
+            by_country[country.strip().upper()] = None if ident is None else canonical(ident)
+        return cls(enabled=enabled, by_country=MappingProxyType(by_country))
+
+    def index_for(self, country: str | None) -> str | None:
+        """The index id of a location in `country`, or None (also when the section is disabled)."""
+        if not self.enabled:
+            return None
+        try:
+            return index_for_country(country, self.by_country)
+        except ValueError:  # only for a mapping not built by from_dict
+            return None
+
+
 def _means(means: Mapping[Any, float | None]) -> list[tuple[float, float]]:
     out = []
     for key, value in means.items():
@@ -128,7 +181,8 @@ def local_index(index_id: str, pollutant: str, means: Mapping[Any, float | None]
     `means` maps averaging hours (1, 3, 8, 12, 24) to the sensor's mean over that period ending at this hour (None
     or absent where not defined), all in `unit`. Every period the index's table defines for the pollutant whose
     mean is available is evaluated (a 1-hour mean stands in for a table period under an hour) and the worst result
-    is kept, as the EPA, HJ 633 and CPCB methods do when an 8-hour and a 1-hour O3 value both exist.
+    is kept, as the EPA, HJ 633 and CPCB methods do when an 8-hour and a 1-hour O3 value both exist. Where the
+    hourly value stands in for a shorter table period the object also has `table_averaging_hours` (0.25, 0.5).
     """
     if index_id == conventions.AQHI_ID:
         return _aqhi_object(pollutant, means, unit)
@@ -145,7 +199,7 @@ def local_index(index_id: str, pollutant: str, means: Mapping[Any, float | None]
     if best is None:
         return None
     result, hours = best
-    return {
+    obj: IndexObject = {
         "index": table.id,
         "name": index_name(table.id),
         "value": result.value,
@@ -155,6 +209,10 @@ def local_index(index_id: str, pollutant: str, means: Mapping[Any, float | None]
         "averaging_hours": _hours(hours),
         "pollutant": pollutant,
     }
+    if result.table_hours != hours:
+        # A table period under an hour served by the hourly value (GB SO2 15 min, IL CO 30 min): say so.
+        obj["table_averaging_hours"] = _hours(result.table_hours)
+    return obj
 
 
 def overall_index(sub_indices: Iterable[Mapping[str, Any] | None]) -> IndexObject | None:
@@ -217,6 +275,12 @@ def categories(index_id: str) -> list[dict[str, Any]] | None:
         }
         for c in table.categories
     ]
+
+
+def legends() -> dict[str, dict[str, Any]]:
+    """Every index id → `{"name", "categories"}` (the `categories` legend): what the dashboard draws its local-index
+    colours and category names from."""
+    return {d["index"]: {"name": d["name"], "categories": categories(d["index"])} for d in supported_indices()}
 
 
 def supported_indices() -> list[dict[str, Any]]:

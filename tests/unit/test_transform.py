@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -105,22 +105,27 @@ def test_hourly_window_merges_and_lists_newest_first():
     existing = {"2025-06-01T09:00:00Z": 10.0, "2025-06-01T10:00:00Z": 11.0}
     hours, window = hourly_window(existing, "2025-06-01T12:00:00Z", 13.0)
     assert hours == {"2025-06-01T09:00:00Z": 10.0, "2025-06-01T10:00:00Z": 11.0, "2025-06-01T12:00:00Z": 13.0}
-    assert window == [13.0, None, 11.0, 10.0] + [None] * 8
+    assert window == [13.0, None, 11.0, 10.0] + [None] * 20
     assert existing == {"2025-06-01T09:00:00Z": 10.0, "2025-06-01T10:00:00Z": 11.0}  # not mutated
 
 
 def test_hourly_window_floors_to_hour_and_replaces():
     hours, window = hourly_window({"2025-06-01T12:00:00Z": 5.0}, "2025-06-01T12:40:10+00:00", 6.0)
     assert hours == {"2025-06-01T12:00:00Z": 6.0}
-    assert window[0] == 6.0 and len(window) == 12
+    assert window[0] == 6.0 and len(window) == 24
 
 
-def test_hourly_window_drops_hours_older_than_12():
-    existing = {format_utc(datetime(2025, 6, 1, h, tzinfo=UTC)): float(h) for h in range(0, 12)}
-    hours, window = hourly_window(existing, "2025-06-01T12:00:00Z", 12.0)
-    assert "2025-06-01T00:00:00Z" not in hours
-    assert len(hours) == 12
-    assert window == [12.0, 11.0, 10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+def test_hourly_window_keeps_24_hours_per_sensor():
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+    existing = {format_utc(start + timedelta(hours=h)): float(h) for h in range(0, 24)}
+    hours, window = hourly_window(existing, format_utc(start + timedelta(hours=24)), 24.0)
+    assert "2025-06-01T00:00:00Z" not in hours  # 24 hours before the newest: out
+    assert len(hours) == 24 and "2025-06-01T01:00:00Z" in hours
+    assert window == [float(h) for h in range(24, 0, -1)]
+    # However long the sensor runs, its state stays at 24 hours.
+    for h in range(25, 100):
+        hours, _ = hourly_window(hours, format_utc(start + timedelta(hours=h)), float(h))
+    assert len(hours) == 24
 
 
 def test_hourly_window_late_measurement():
@@ -153,13 +158,19 @@ def test_score_pm_window_via_helper():
     assert score("pm25", 20.0, UG, window) == ((68, "Moderate"), "nowcast", 18.1)
 
 
-def test_score_ozone_takes_higher_of_8h_and_1h():
-    # 0.130 ppm: 8h table 226, 1h table 107 → 226.
+def test_score_ozone_without_an_8_hour_mean_uses_the_hour_higher_of_8h_and_1h():
+    # No history: the hour itself. 0.130 ppm: 8h table 226, 1h table 107 → 226.
     assert score("o3", 0.130, "ppm", None) == ((226, "Very Unhealthy"), "instant", None)
     # 0.250 ppm: no 8h index above 0.200; 1h 201+99*45/199 = 223.4 → 223.
     assert score("o3", 0.250, "ppm", None) == ((223, "Very Unhealthy"), "instant", None)
     # 0.060 ppm: 8h only, 51+49*5/15 = 67.3.
     assert score("o3", 0.060, "ppm", None) == ((67, "Moderate"), "instant", None)
+    # 5 of 8 hours is not enough for an 8-hour mean: still the hour.
+    assert score("o3", 0.130, "ppm", [0.130, 0.05, 0.05, 0.05, 0.05, None, None, None]) == (
+        (226, "Very Unhealthy"),
+        "instant",
+        None,
+    )
 
 
 def test_score_other_gases():
