@@ -46,7 +46,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "location_ids": [],
     },
     "filters": {},
-    "dedup": {"retention_hours": 72},
+    "dedup": {"retention_days": 400},  # `retention_hours`, when a pipeline file gives it, takes precedence
     "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 10, "flush_interval_s": 1.0},
     # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
     "kafka": {"replication_factor": "auto", "min_insync_replicas": "auto", "producer_request_timeout_s": 1200},
@@ -360,7 +360,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         bbox=tuple(bbox) if bbox is not None else None,
         location_ids=tuple(p["selection"]["location_ids"]),
         filters=dict(p["filters"]),
-        dedup_retention_hours=float(p["dedup"]["retention_hours"]),
+        dedup_retention_hours=float(p["dedup"].get("retention_hours") or p["dedup"]["retention_days"] * 24),
         rotate_max_bytes=int(p["output"]["rotate_max_bytes"]),
         rotate_max_age_s=float(p["output"]["rotate_max_age_s"]),
         flush_interval_s=float(p["output"]["flush_interval_s"]),
@@ -368,8 +368,9 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
         **_kafka_settings(env, p["kafka"], pipeline_path),
     )
-    # No rule ties dedup.retention_hours to filters.max_age_hours: a measurement older than its sensor's
-    # de-duplication window is dropped as too_old whatever max_age_hours allows (processing.decide).
+    # No rule ties the de-duplication retention to filters.max_age_hours: a measurement older than its sensor's
+    # de-duplication window is dropped as too_old whatever max_age_hours allows, and max_age_hours does not apply to
+    # backfilled history (processing.decide).
     try:
         settings.filter_rules()
     except ValueError as exc:
