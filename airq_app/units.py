@@ -1,6 +1,6 @@
 """Unit normalisation for OpenAQ measurements (pure, no I/O).
 
-Canonical units (CONTRACTS §4):
+Canonical units (the `value`/`unit` fields of every output line, see README "Output"):
 
 * particle mass (`pm1`, `pm25`, `pm4`, `pm10`, `bc`): `µg/m³` (U+00B5);
 * `o3`, `co`: `ppm`;
@@ -12,7 +12,7 @@ makes such values at most about 1.7 % off, which is accepted and documented here
 
 Arithmetic runs in `decimal.Decimal` parsed from `str(value)`, and converted results are rounded to 9 significant
 digits: a later truncation to the AQI table precision must not lose a step to a binary artefact such as
-`0.07099999999` (air-quality.md §1.3, "Floating-point trap").
+`0.07099999999` (EPA truncates AQI inputs to a fixed precision, so 0.071 ppm must not become 0.070).
 
 Any parameter not in the sets above (temperature, `relativehumidity`, particle counts such as `um003`, `no`, ...)
 passes through unchanged.
@@ -28,7 +28,7 @@ PPM = "ppm"
 PPB = "ppb"
 
 MOLAR_VOLUME_L = Decimal("24.45")  # 25 °C, 1 atm
-# g/mol, as listed in air-quality.md §3 (Teesing / quemist).
+# g/mol (IUPAC standard atomic weights; e.g. https://pubchem.ncbi.nlm.nih.gov for each compound).
 MOLECULAR_WEIGHT: dict[str, Decimal] = {
     "o3": Decimal("48.00"),
     "no2": Decimal("46.0055"),
@@ -121,7 +121,7 @@ def convert_gas(parameter: str, value: Decimal, unit: str, target: str) -> Decim
 
 
 def canonical_unit(parameter: str) -> str | None:
-    """The CONTRACTS §4 unit of a parameter, or None when it is passed through unchanged."""
+    """The output unit of a parameter, or None when it is passed through unchanged."""
     if parameter in MASS_PARAMETERS:
         return UG_M3
     return GAS_UNIT.get(parameter)

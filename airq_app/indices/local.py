@@ -1,6 +1,6 @@
 """A location's national index: which index a country uses, one measurement's sub-index object, the overall index.
 
-These are the functions the stream calls for the `local_index` field of each output line (CONTRACTS §4) and the
+These are the functions the stream calls for the `local_index` field of each output line (see README "Output") and the
 dashboard calls for its legend; see the package docstring for the contract of each.
 """
 

@@ -95,7 +95,9 @@ class Poller:
         age_h = (time.time() - self._locations_fetched_at) / 3600
         if not force and self.sensor_index and age_h < self.settings.locations_refresh_hours:
             return
-        locations = await asyncio.to_thread(self.client.list_locations, self.selection.query_filters())
+        locations = await asyncio.to_thread(
+            lambda: self.client.list_locations(self.selection.query_filters(), limit=self.settings.page_limit)
+        )
         index = openaq.index_locations(locations)
         index = {k: v for k, v in index.items() if self.selection.has_location(v["location_id"])}
         self.sensor_index, self._locations_fetched_at = index, time.time()
@@ -124,7 +126,9 @@ class Poller:
         # One OpenAQ parameter id per unit (e.g. no2 in ppm, ppb and µg/m³): each is a separate /latest listing.
         for name, parameter_id in openaq.parameter_variants(self.settings.parameters):
             try:
-                items = await asyncio.to_thread(lambda pid=parameter_id: list(client.latest_for_parameter(pid)))
+                items = await asyncio.to_thread(
+                    lambda pid=parameter_id: list(client.latest_for_parameter(pid, limit=self.settings.page_limit))
+                )
             except openaq.OpenAQError as exc:
                 errors.append(f"{name}: {exc}")
                 log.error("airq: polling %s failed: %s", name, exc)
@@ -192,7 +196,11 @@ class Poller:
             self.last_sent[sensor_id] = previous  # the gap is seen again, and caught up, next cycle
         for sensor_id, previous, since, until in gaps[:budget]:
             try:
-                rows = await asyncio.to_thread(self.client.sensor_hours, sensor_id, since, until)
+                rows = await asyncio.to_thread(
+                    lambda s=sensor_id, f=since, t=until: self.client.sensor_hours(
+                        s, f, t, limit=self.settings.page_limit
+                    )
+                )
             except openaq.OpenAQError as exc:
                 errors.append(f"catch-up {sensor_id}: {exc}")
                 self.last_sent[sensor_id] = previous
