@@ -15,7 +15,7 @@ and `CA` for Canada's AQHI (a formula, not a table). Pollutants use OpenAQ names
 Public functions
 
 `sub_index(index, pollutant, concentration, unit, averaging_hours)` → `(value, category)` or None
-    the `sub_index` contract. `value` is the interpolated index (whole number; tenths for the Philippines) on numeric scales,
+    as the contract says. `value` is the interpolated index (whole number; tenths for the Philippines) on numeric scales,
     the band's level on band-only scales; `category` the band's name as the table spells it, trimmed. None where
     the index has no band for that pollutant and period or the concentration is outside every band (except where
     the index caps or extrapolates above its top). For `CA` the pollutant's share of the AQHI from a 3-hour mean.
@@ -88,7 +88,7 @@ __all__ = [
 def sub_index(
     index: str, pollutant: str, concentration: float | Decimal, unit: str, averaging_hours: float
 ) -> tuple[int | float, str] | None:
-    """(value, category) of one pollutant mean under a national index, or None (the `airq_app.indices.sub_index` contract)."""
+    """(value, category) of one pollutant mean under a national index, or None (see the module docstring)."""
     if index == conventions.AQHI_ID:
         return _aqhi.sub_index(pollutant, concentration, unit, averaging_hours)
     return calculator.sub_index(index, pollutant, concentration, unit, averaging_hours)

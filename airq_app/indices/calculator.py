@@ -191,6 +191,6 @@ def evaluate(
 def sub_index(
     index: str, pollutant: str, concentration: float | Decimal, unit: str, averaging_hours: float
 ) -> tuple[Number, str] | None:
-    """(value, category) of one pollutant mean under a national index, or None (the `airq_app.indices.sub_index` contract)."""
+    """(value, category) of one pollutant mean under a national index, or None (see the module docstring)."""
     result = evaluate(index, pollutant, concentration, unit, averaging_hours)
     return None if result is None else (result.value, result.category)
