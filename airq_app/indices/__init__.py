@@ -15,7 +15,7 @@ and `CA` for Canada's AQHI (a formula, not a table). Pollutants use OpenAQ names
 Public functions
 
 `sub_index(index, pollutant, concentration, unit, averaging_hours)` → `(value, category)` or None
-    as the contract says. `value` is the interpolated index (whole number; tenths for the Philippines) on numeric scales,
+    as contracted. `value` is the interpolated index (whole number; tenths for the Philippines) on numeric scales,
     the band's level on band-only scales; `category` the band's name as the table spells it, trimmed. None where
     the index has no band for that pollutant and period or the concentration is outside every band (except where
     the index caps or extrapolates above its top). For `CA` the pollutant's share of the AQHI from a 3-hour mean.
