@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from airq_app.filters import FilterConfig
+from airq_app.indices import IndexConfig
 from airq_app.kafka.security import KafkaConfigError, KafkaSecurity
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
@@ -50,6 +51,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 10, "flush_interval_s": 1.0},
     # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
     "kafka": {"replication_factor": "auto", "min_insync_replicas": "auto", "producer_request_timeout_s": 1200},
+    # Each location's national index: its country's default unless `by_country` says otherwise (airq_app.indices).
+    "indices": {"enabled": True, "by_country": {}},
 }
 # pipeline.json keys that would hold a Kafka secret: refused with a pointer to the environment variable.
 KAFKA_SECRET_KEYS = ("password", "sasl_password", "sasl_plain_password")
@@ -110,6 +113,7 @@ class Settings:
     replication_factor: int | None = None  # None: min(3, brokers in the cluster)
     min_insync_replicas: int | None = None  # None: min(2, replication factor)
     producer_request_timeout_s: float = 1200.0
+    indices: IndexConfig = field(default_factory=IndexConfig)  # the `indices` section, checked
 
     @property
     def broker_urls(self) -> list[str]:
@@ -131,13 +135,14 @@ class Settings:
         )
 
     def filter_rules(self) -> FilterConfig:
-        """The stream's filter rules: the `filters` section plus the `selection` (parameters, countries, bbox)."""
+        """The stream's rules: the `filters` section, the `selection` (parameters, countries, bbox) and `indices`."""
         return FilterConfig.from_dict(
             {
                 **self.filters,
                 "parameters": list(self.parameters),
                 "countries": list(self.countries),
                 "bbox": list(self.bbox) if self.bbox else None,
+                "indices": self.indices,
             }
         )
 
@@ -295,6 +300,14 @@ def _kafka_settings(env: dict[str, str], section: dict[str, Any], pipeline_path:
     }
 
 
+def _indices(section: dict[str, Any], pipeline_path: Path) -> IndexConfig:
+    """The `indices` section; an unknown index id stops start-up with one line naming the country."""
+    try:
+        return IndexConfig.from_dict(section)
+    except ValueError as exc:
+        raise ConfigError(f"{pipeline_path}: indices.{exc}") from None
+
+
 def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
     """Build the settings from pipeline.json and the environment (and `.env`, which never overrides)."""
     if env is None:
@@ -367,6 +380,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         session_timeout_s=float(p["app"]["session_timeout_s"]),
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
         **_kafka_settings(env, p["kafka"], pipeline_path),
+        indices=_indices(p["indices"], pipeline_path),
     )
     # No rule ties the de-duplication retention to filters.max_age_hours: a measurement older than its sensor's
     # de-duplication window is dropped as too_old whatever max_age_hours allows, and max_age_hours does not apply to
