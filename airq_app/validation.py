@@ -3,6 +3,7 @@
 A message the stream cannot use raises `InvalidMessage` with a short reason (`category: detail`, the category
 being `empty_message`, `not_json`, `wrong_schema`, `bad_coordinates` or `bad_datetime`); the agent dead-letters it.
 Times are read by `airq_app.timeutil`: an instant that cannot be represented in UTC is a `bad_datetime`.
+The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is False when absent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ __all__ = [
     "InvalidMessage",
     "format_utc",
     "normalise_utc",
+    "check_measurement",
     "parse_measurement",
+    "parse_message",
     "parse_utc",
     "utc_seconds",
 ]
@@ -51,14 +54,46 @@ class InvalidMessage(ValueError):
     """The message is not a usable measurement; `str()` is the dead-letter reason."""
 
 
-def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
-    """Decode and check one message; return the measurement with `datetime_utc` normalised to `...Z`."""
+MAX_BATCH = 10_000  # measurements in one message (a location's sensors over a poll: a few dozen)
+
+
+def _decode(raw: bytes | str | None) -> Any:
     if raw is None or raw == b"" or raw == "":
         raise InvalidMessage("empty_message: no value")
     try:
-        data = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidMessage(f"not_json: {exc}") from None
+
+
+def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
+    """Decode and check one message; return the measurement with `datetime_utc` normalised to `...Z`."""
+    return check_measurement(_decode(raw))
+
+
+def parse_message(raw: bytes | str | None) -> list[dict[str, Any] | InvalidMessage]:
+    """Decode one message: a measurement object, or a list of them (one location's measurements of one poll).
+
+    Each element is checked on its own: a bad one is returned as its `InvalidMessage`, the others stay usable.
+    """
+    data = _decode(raw)
+    if not isinstance(data, list):
+        return [check_measurement(data)]
+    if not data:
+        raise InvalidMessage("empty_message: an empty list")
+    if len(data) > MAX_BATCH:
+        raise InvalidMessage(f"wrong_schema: {len(data)} measurements in one message (at most {MAX_BATCH})")
+    out: list[dict[str, Any] | InvalidMessage] = []
+    for i, item in enumerate(data):
+        try:
+            out.append(check_measurement(item))
+        except InvalidMessage as exc:
+            out.append(InvalidMessage(f"{exc} (element {i})"))
+    return out
+
+
+def check_measurement(data: Any) -> dict[str, Any]:
+    """Check one decoded measurement; return it with `datetime_utc` normalised to `...Z`."""
     if not isinstance(data, dict):
         raise InvalidMessage(f"wrong_schema: expected a JSON object, got {type(data).__name__}")
     # Faust records may carry their own metadata; it is not part of the measurement.
@@ -74,6 +109,10 @@ def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             raise InvalidMessage(f"wrong_schema: {name} has type {type(value).__name__}")
         data.setdefault(name, None)
+    backfill = data.get("backfill")
+    if backfill is not None and not isinstance(backfill, bool):
+        raise InvalidMessage(f"wrong_schema: backfill has type {type(backfill).__name__}")
+    data["backfill"] = bool(backfill)
     if not math.isfinite(data["value"]):
         raise InvalidMessage("wrong_schema: value is not a finite number")
     data["value"] = float(data["value"])
