@@ -1,4 +1,4 @@
-"""`make bench`: throughput against a hand-written aiokafka baseline, state size, poller cost.
+"""`make bench`: throughput against a hand-written aiokafka baseline and a Quix Streams peer, state size, poller cost.
 
 Writes bench/results.json and prints a table. Sizes are settable, e.g.
 `BENCH_MESSAGES=200000 BENCH_RATE=2000 BENCH_STATE=1000000,10000000 make bench`, and `BENCH_PARTS` runs some
@@ -79,9 +79,12 @@ def main() -> int:
         "airq_msgs_per_s",
         "baseline_msgs_per_s",
         "ratio",
+        "quix_msgs_per_s",
+        "ratio_vs_quix",
         "airq_2_workers_msgs_per_s",
         "airq_peak_rss_mb",
         "baseline_peak_rss_mb",
+        "quix_peak_rss_mb",
         "p50_latency_ms",
         "p99_latency_ms",
         "rss_mb_1m",

@@ -5,7 +5,9 @@ N realistic raw measurements (a share of them repeats) are pre-loaded into a top
    finished files: messages per second from its start, and its peak RSS;
 2. the baseline: one aiokafka consumer, batches of up to 2,000, the same pure functions (`parse_measurement`,
    `processing.decide`), the same per-sensor state in RocksDB (rocksdict), JSON Lines written per partition and
-   renamed when done, offsets committed after the write; measured the same way, in its own process.
+   renamed when done, offsets committed after the write; measured the same way, in its own process;
+3. the same job in Quix Streams (`bench/quix_peer.py`), on the baseline's topic, in its own process; its files
+   are checked record by record against the baseline's.
 
     python -m bench.throughput --messages 1000000 --repeats 0.2
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from airq_dev.harness import Pipeline, create_topic, measurement, produce, wait_for
+from airq_dev.harness import Pipeline, create_topic, delete_topics, measurement, produce, wait_for
 
 
 def rss_mb(pid: int) -> float:
@@ -116,13 +118,30 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
     result.update(asyncio.run(_baseline(bootstrap, topic, Path(out), distinct)))
 
 
+def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> dict[str, Any] | None:
+    """The baseline's work on one message: the record to write, or None. `db` maps the sensor id (bytes) to its
+    state as orjson (a rocksdict `Rdict`, or a dict in tests)."""
+    from airq_app.processing import decide
+    from airq_app.validation import InvalidMessage, parse_measurement
+
+    try:
+        m = parse_measurement(value)
+    except InvalidMessage:
+        return None
+    key = str(m["sensor_id"]).encode()
+    raw = db.get(key)
+    d = decide(m, source, orjson.loads(raw) if raw is not None else None, cfg, 8760 * 3600, now)
+    if d.outcome != "write":
+        return None
+    db[key] = orjson.dumps(d.history)
+    return d.record
+
+
 async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer
     from rocksdict import Options, Rdict
 
     from airq_app.filters import FilterConfig
-    from airq_app.processing import decide
-    from airq_app.validation import InvalidMessage, parse_measurement
 
     opts = Options()
     opts.create_if_missing(True)
@@ -147,23 +166,10 @@ async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dic
             for tp, records in batch.items():
                 lines = []
                 for r in records:
-                    try:
-                        m = parse_measurement(r.value)
-                    except InvalidMessage:
-                        continue
-                    key = str(m["sensor_id"]).encode()
-                    raw = db.get(key)
-                    d = decide(
-                        m,
-                        {"topic": tp.topic, "partition": tp.partition, "offset": r.offset},
-                        orjson.loads(raw) if raw is not None else None,
-                        cfg,
-                        8760 * 3600,
-                        now,
-                    )
-                    if d.outcome == "write":
-                        db[key] = orjson.dumps(d.history)
-                        lines.append(orjson.dumps(d.record) + b"\n")
+                    source = {"topic": tp.topic, "partition": tp.partition, "offset": r.offset}
+                    record = baseline_step(db, r.value, source, cfg, now)
+                    if record is not None:
+                        lines.append(orjson.dumps(record) + b"\n")
                 if lines:
                     f = files.get(tp.partition)
                     if f is None:
@@ -183,31 +189,53 @@ async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dic
     return {"elapsed_s": time.perf_counter() - started}
 
 
-def bench_baseline(bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], distinct: int) -> dict[str, Any]:
-    topic = f"baseline-{os.getpid()}-{int(time.time())}"
-    create_topic(bootstrap, topic)
-    produce(bootstrap, topic, messages)
-    out = base / "baseline"
-    out.mkdir(parents=True)
-    # A fresh interpreter, not a fork of this one: a fork counts the bench's million messages in its RSS.
+def spawned(target: Any, *args: Any) -> tuple[float, float, dict[str, Any]]:
+    """Run `target(*args, result)` in a fresh interpreter, not a fork of this one (a fork counts the bench's
+    million messages in its RSS); returns its wall time from start to exit, its peak RSS in MB and its result."""
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         result = manager.dict()
         started = time.perf_counter()
-        proc = ctx.Process(target=_baseline_process, args=(bootstrap, topic, str(out), distinct, result))
+        proc = ctx.Process(target=target, args=(*args, result))
         proc.start()
         peak = PeakRss(proc.pid or 0)
         peak.start()
         proc.join()
         elapsed = time.perf_counter() - started
         peak.running = False
+        assert proc.exitcode == 0, f"{getattr(target, '__name__', target)} exited with {proc.exitcode}"
+        return elapsed, peak.peak, dict(result)
+
+
+def load_topic(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> str:
+    """A new topic holding `messages`, read by the baseline and by the Quix Streams peer."""
+    topic = f"baseline-{os.getpid()}-{int(time.time())}"
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, messages)
+    return topic
+
+
+def bench_baseline(bootstrap: str, topic: str, out: Path, n: int, distinct: int) -> dict[str, Any]:
+    out.mkdir(parents=True)
+    elapsed, peak, _ = spawned(_baseline_process, bootstrap, topic, str(out), distinct)
     lines = sum(1 for f in out.glob("*.jsonl") for _ in f.open("rb"))
     assert lines == distinct, f"baseline wrote {lines} of {distinct}"
-    return {
-        "msgs_per_s": round(len(messages) / elapsed),
-        "elapsed_s": round(elapsed, 1),
-        "peak_rss_mb": round(peak.peak),
-    }
+    return {"msgs_per_s": round(n / elapsed), "elapsed_s": round(elapsed, 1), "peak_rss_mb": round(peak)}
+
+
+def bench_quix(bootstrap: str, topic: str, out: Path, n: int, distinct: int, expected: Path) -> dict[str, Any]:
+    """The Quix Streams peer on the baseline's topic; its files must equal the baseline's, record by record."""
+    from bench import quix_peer
+
+    out.mkdir(parents=True)
+    elapsed, peak, result = spawned(quix_peer.run_process, bootstrap, topic, str(out), distinct)
+    try:
+        compared = quix_peer.compare_outputs(expected, out)
+        assert compared == distinct, f"Quix Streams wrote {compared} of {distinct}"
+    finally:
+        if result.get("group"):
+            delete_topics(bootstrap, f"changelog__{result['group']}--")
+    return {"msgs_per_s": round(n / elapsed), "elapsed_s": round(elapsed, 1), "peak_rss_mb": round(peak)}
 
 
 def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str, Any]:
@@ -215,7 +243,9 @@ def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str,
     try:
         messages, distinct = workload(n, repeats)
         airq = bench_airq(bootstrap, base, messages, distinct)
-        baseline = bench_baseline(bootstrap, base, messages, distinct)
+        topic = load_topic(bootstrap, messages)
+        baseline = bench_baseline(bootstrap, topic, base / "baseline", n, distinct)
+        quix = bench_quix(bootstrap, topic, base / "quix", n, distinct, base / "baseline")
         two = bench_airq(bootstrap, base, messages, distinct, workers=2) if scale else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -229,6 +259,9 @@ def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str,
         "baseline_msgs_per_s": baseline["msgs_per_s"],
         "baseline_peak_rss_mb": baseline["peak_rss_mb"],
         "ratio": round(airq["msgs_per_s"] / baseline["msgs_per_s"], 3),
+        "quix_msgs_per_s": quix["msgs_per_s"],
+        "quix_peak_rss_mb": quix["peak_rss_mb"],
+        "ratio_vs_quix": round(airq["msgs_per_s"] / quix["msgs_per_s"], 3),
     }
 
 
