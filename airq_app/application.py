@@ -15,7 +15,7 @@ import faust
 from faust.types import TransportT
 
 from airq_app.kafka import faust_internals
-from airq_app.kafka.admin import TopicSpec, ensure_topics, wait_for_broker
+from airq_app.kafka.admin import BrokerProbe, Replication, TopicSpec, prepare_kafka
 from airq_app.settings import Settings
 
 log = logging.getLogger("airq")
@@ -25,8 +25,10 @@ class AirqApp(faust.App):
     """Faust's App plus airq's start and stop duties.
 
     At first start: wait for the broker (answering /airq/health and /airq/ready meanwhile), then create every
-    topic airq uses, the tables' changelogs included. At stop: stop feeding the agents, then run `before_stop`
-    hooks (finish every open file, which acknowledges its messages) while the consumer can still commit.
+    topic airq uses, the tables' changelogs and Faust's leader topic included, replicated as configured (see
+    `airq_app.kafka.admin`). While running, a probe checks that the cluster still answers, for readiness. At stop:
+    stop feeding the agents, then run `before_stop` hooks (finish every open file, which acknowledges its messages)
+    while the consumer can still commit.
     """
 
     def __init__(self, *args: Any, airq_settings: Settings, **kwargs: Any) -> None:
@@ -35,9 +37,12 @@ class AirqApp(faust.App):
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         self.after_start: list[Callable[[], Awaitable[None]]] = []
         self.topic_specs: dict[str, TopicSpec] = {}
+        self.replication: Replication | None = None
+        self.kafka_probe = BrokerProbe(self.bootstrap_servers(), airq_settings.kafka_security)
 
     async def on_stop(self) -> None:
         self.flow_control.suspend()
+        await self.kafka_probe.stop()
         for hook in self.before_stop:
             try:
                 await hook()
@@ -51,21 +56,43 @@ class AirqApp(faust.App):
     def bootstrap_servers(self) -> list[str]:
         return [f"{u.host}:{u.port or 9092}" for u in self.conf.broker]
 
+    def wanted_topics(self) -> dict[str, TopicSpec]:
+        """Every topic this worker uses: airq's own, the tables' changelogs and Faust's leader topic.
+
+        The changelogs are created here rather than by Faust during start-up: their partitions could be missing
+        from the consumer's metadata for minutes, and a table write fails (PartitionsMismatch) until they show.
+        """
+        wanted = dict(self.topic_specs)
+        for table in self.tables.values():
+            wanted[table.changelog_topic_name] = TopicSpec(self.airq_settings.partitions, {"cleanup.policy": "compact"})
+        wanted[faust_internals.leader_topic_name(self)] = TopicSpec(1)
+        return wanted
+
     async def on_first_start(self) -> None:
         settings = self.airq_settings
         self.conf.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         await super().on_first_start()
-        bootstrap = self.bootstrap_servers()
-        await wait_for_broker(bootstrap, settings.web_bind, settings.web_port)
-        wanted = dict(self.topic_specs)
-        # The tables' changelogs too: made by Faust during start-up, their partitions can be missing from the
-        # consumer's metadata for minutes, and a table write fails (PartitionsMismatch) until they show.
-        for table in self.tables.values():
-            wanted[table.changelog_topic_name] = TopicSpec(settings.partitions, {"cleanup.policy": "compact"})
-        await ensure_topics(bootstrap, wanted)
+        self.replication = replication = await prepare_kafka(
+            self.bootstrap_servers(),
+            self.wanted_topics,
+            settings.web_bind,
+            settings.web_port,
+            settings.kafka_security,
+            settings.replication_factor,
+            settings.min_insync_replicas,
+        )
+        # Whatever Faust still declares itself gets the same replication and min.insync.replicas.
+        faust_internals.set_replication(self, replication.factor, replication.min_insync)
+
+    def kafka_problems(self) -> list[str]:
+        """Why Kafka is not usable right now (for readiness): the cluster does not answer, or nothing is delivered."""
+        problems = [self.kafka_probe.problem] if self.kafka_probe.problem else []
+        stalled = faust_internals.producer_problem(self)
+        return [*problems, stalled] if stalled else problems
 
     async def on_started(self) -> None:
         await super().on_started()
+        await self.kafka_probe.start()
         for hook in self.after_start:
             await hook()
 
@@ -88,7 +115,9 @@ def create_app(settings: Settings) -> AirqApp:
         version=1,
         origin="airq_app",
         autodiscover=False,
-        broker=settings.broker,
+        broker=settings.broker_urls,
+        # One set of TLS/SASL settings for Faust's consumer, producers and topic creation (airq_app.kafka.security).
+        broker_credentials=settings.kafka_security.faust_credentials(),
         store=faust_internals.register_bounded_rocksdb(),
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -107,6 +136,10 @@ def create_app(settings: Settings) -> AirqApp:
         # request, and sending them cost more than the processing (py-spy). 10 ms batches them.
         producer_linger=0.01,
         producer_max_batch_size=256 * 1024,
+        # A write counts once every in-sync replica has it (and min.insync.replicas of them exist): a broker lost
+        # right after the acknowledgement loses nothing. The producer is idempotent (faust_internals.Producer).
+        producer_acks=-1,
+        producer_request_timeout=settings.producer_request_timeout_s,
         stream_buffer_maxsize=16384,
         web_port=settings.web_port,
         web_bind=settings.web_bind,

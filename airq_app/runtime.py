@@ -32,10 +32,11 @@ class Runtime:
     election: PollerElection | None = None
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """Ready = broker reached and, per role: partitions assigned, tables recovered, output writable (stream);
-        joined the poller group, as the poller or as its standby (ingest)."""
+        """Ready = broker reached (and still answering, producer delivering) and, per role: partitions assigned,
+        tables recovered, output writable (stream); joined the poller group, as the poller or as its standby
+        (ingest)."""
         app, status = self.app, self.status
-        problems: list[str] = []
+        problems: list[str] = app.kafka_problems()
         if self.stream is not None:
             if not app.consumer.assignment():
                 problems.append("no partitions assigned yet (waiting for the broker and the group)")

@@ -14,7 +14,7 @@ import logging
 import sys
 from functools import cache
 
-from airq_app import memory
+from airq_app import backfill, memory
 from airq_app.application import AirqApp, create_app, web_host
 from airq_app.ingest.election import PollerElection
 from airq_app.ingest.poller import Poller
@@ -65,6 +65,7 @@ def build(settings: Settings) -> Runtime:
         _install_poller(rt, app, topics)
 
     views.install(rt)
+    backfill.install(app, settings)  # the `faust -A airq_app backfill` command
 
     @app.timer(memory.INTERVAL_S, name="airq.release_memory")
     async def release_memory() -> None:
@@ -88,6 +89,7 @@ def _install_poller(rt: Runtime, app: AirqApp, topics: topics_mod.Topics) -> Non
         f"{settings.app_id}{'-' + settings.topic_prefix.rstrip('-') if settings.topic_prefix else ''}-poller",
         rt.url,
         session_timeout_s=ELECTION_SESSION_TIMEOUT_S,
+        client_kwargs=settings.kafka_security.aiokafka_kwargs(),
     )
     app.after_start.append(election.start)
     app.before_stop.insert(0, election.stop)

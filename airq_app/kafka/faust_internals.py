@@ -16,25 +16,39 @@ must then be checked against the new Faust before the pin moves.
 - `Consumer._commit`: commits explicit offsets (forwards or backwards) when a partition is assigned.
 - `Table.data` (the store) for one-lookup reads, and `Table.send_changelog` for a write on behalf of a partition
   outside any event (location summaries flushed when their partition is revoked).
+- The producer (`Producer` below, installed through `Transport.Producer`): Faust's aiokafka producer with the
+  idempotent producer switched on (`_settings_extra`), every topic Faust creates itself given airq's replication
+  factor and `min.insync.replicas` (`create_topic`), and its message buffer (`ProducerBuffer._send_pending`, the
+  loop that sends table updates to their changelogs) retrying a send the producer cannot take yet instead of letting
+  the exception end the buffer's task, which stops the whole worker. aiokafka internals used: the accumulator's
+  batch expiry (`_message_accumulator._batch_ttl`, expiry switched off so that an outage fails no changelog batch)
+  and `fail_all` (to give up when the worker stops while Kafka is unreachable).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP
+from faust.types import TP, FutureMessage
 from mode import Service, ServiceT
 
 FAUST_VERSION = "0.15.3"
 PRODUCER_BUFFER_MESSAGES = 10_000
+
+log = logging.getLogger("airq.kafka")
 
 
 def installed_version() -> str:
@@ -170,8 +184,143 @@ class Consumer(aiokafka_driver.Consumer):
             unset_flag(CONSUMER_FETCHING)
 
 
+# -- The producer: idempotent, replicated topics, and a buffer that outlives a Kafka outage ------------------------
+
+SEND_RETRY_MAX_DELAY_S = 10.0
+STOP_GRACE_S = 15.0  # a stopping worker waits this long for undelivered messages while Kafka is unreachable
+
+
+def _retriable(exc: BaseException) -> bool:
+    """A send that may work later: Kafka unreachable or without a leader for longer than the request timeout."""
+    cause = exc.__cause__ if isinstance(exc, ProducerSendError) and exc.__cause__ is not None else exc
+    if isinstance(cause, KafkaTimeoutError | KafkaConnectionError | TimeoutError):
+        return True
+    return isinstance(cause, KafkaError) and bool(getattr(cause, "retriable", False))
+
+
+class RetryingProducerBuffer(ProducerBuffer):
+    """Faust's buffer of table updates; a send the producer cannot take (its request timeout ran out during an
+    outage) is retried in order with backoff, where Faust's task would raise and stop the worker."""
+
+    stalled_since: float | None = None
+    stall_reason: str | None = None
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await fut.message.channel.publish_message(fut, wait=False)
+            except Exception as exc:
+                if not _retriable(exc):
+                    raise
+                app = self.app
+                if self.should_stop or (app is not None and app.should_stop and self._stalled_for() > STOP_GRACE_S):
+                    log.error("airq: a table update was not sent before the worker stopped: %s", exc)
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    return
+                if self.stalled_since is None:
+                    self.stalled_since = time.monotonic()
+                self.stall_reason = f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}"[:200]
+                log.warning("airq: Kafka producer cannot take a table update (%s); retrying in %.1f s", exc, delay)
+                await self.sleep(delay)
+                delay = min(delay * 2, SEND_RETRY_MAX_DELAY_S)
+                continue
+            self.stalled_since = self.stall_reason = None
+            return
+
+    def _stalled_for(self) -> float:
+        return time.monotonic() - self.stalled_since if self.stalled_since is not None else 0.0
+
+
+class Producer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer, made for replicated clusters and outages (see the module docstring).
+
+    `replication` is set by the app once it has counted the brokers: (replication factor, min.insync.replicas).
+    """
+
+    replication: tuple[int, int] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        buffer = RetryingProducerBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        self.buffer = buffer
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        # acks=all comes from the app's producer_acks=-1; with idempotence a retried batch is written once and the
+        # order within a partition holds.
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # aiokafka fails a batch whose partition has had no leader for request_timeout; an idempotent producer
+        # otherwise retries until it is delivered. Without expiry nothing is dropped while a partition moves.
+        producer = self._producer
+        if producer is not None:
+            producer._message_accumulator._batch_ttl = math.inf
+
+    async def on_stop(self) -> None:
+        producer = self._producer
+        if producer is not None and self.undelivered():
+            try:
+                await asyncio.wait_for(asyncio.shield(producer.flush()), STOP_GRACE_S)
+            except TimeoutError:
+                log.error(
+                    "airq: %d batches not delivered within %.0f s of stopping: Kafka unreachable; given up",
+                    self.undelivered(),
+                    STOP_GRACE_S,
+                )
+                producer._message_accumulator.fail_all(
+                    KafkaConnectionError("the worker stopped with Kafka unreachable")
+                )
+        await super().on_stop()
+
+    def undelivered(self) -> int:
+        """Batches queued or in flight in aiokafka's accumulator."""
+        producer = self._producer
+        if producer is None:
+            return 0
+        acc = producer._message_accumulator
+        return sum(len(batches) for batches in acc._batches.values()) + len(acc._pending_batches)
+
+    async def create_topic(
+        self, topic: str, partitions: int, replication: int, *, config: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """Topics Faust creates itself (its leader topic, any internal one) get airq's replication too."""
+        if self.replication is not None:
+            replication, min_insync = max(replication, self.replication[0]), self.replication[1]
+            config = {"min.insync.replicas": str(min_insync), **(config or {})}
+        await super().create_topic(topic, partitions, replication, config=config, **kwargs)
+
+
+def set_replication(app: faust.App, factor: int, min_insync: int) -> None:
+    """Every topic Faust declares from now on gets `factor` copies and `min.insync.replicas` = `min_insync`."""
+    app.conf.topic_replication_factor = factor
+    producer = app.producer
+    if isinstance(producer, Producer):
+        producer.replication = (factor, min_insync)
+
+
+def leader_topic_name(app: faust.App) -> str:
+    """The one-partition topic Faust's assignor creates for the group leader (`faust.assignor.LeaderAssignor`)."""
+    return f"{app.conf.id}-__assignor-__leader"
+
+
+def producer_problem(app: Any, after_s: float = 5.0) -> str | None:
+    """Why the producer has not delivered for `after_s` seconds (for readiness), or None."""
+    buffer = getattr(getattr(app, "_producer", None), "buffer", None)
+    if not isinstance(buffer, RetryingProducerBuffer) or buffer.stalled_since is None:
+        return None
+    stalled = time.monotonic() - buffer.stalled_since
+    if stalled < after_s:
+        return None
+    return f"Kafka producer has not delivered table updates for {stalled:.0f} s ({buffer.stall_reason})"
+
+
 class Transport(aiokafka_driver.Transport):
     Consumer = Consumer
+    Producer = Producer
 
 
 # -- RocksDB: a store whose info LOG is bounded -------------------------------------------------------------------
