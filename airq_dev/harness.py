@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+def _client_kwargs(security: Any = None) -> dict[str, Any]:
+    """aiokafka keyword arguments for a `KafkaSecurity` (None: plaintext)."""
+    return security.aiokafka_kwargs() if security is not None else {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,9 +54,12 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.25, what: str =
 class Pipeline:
     """An isolated pipeline on the shared broker: its own topics (prefix), app id, output and files."""
 
-    def __init__(self, base: Path, bootstrap: str, **pipeline_overrides: Any) -> None:
+    def __init__(
+        self, base: Path, bootstrap: str, kafka_env: dict[str, str] | None = None, **pipeline_overrides: Any
+    ) -> None:
         self.base = base
         self.bootstrap = bootstrap
+        self.kafka_env = dict(kafka_env or {})  # AIRQ_KAFKA_* for every worker of this pipeline
         self.prefix = f"t{uuid.uuid4().hex[:8]}-"
         self.output_dir = base / "output"
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +91,7 @@ class Pipeline:
             AIRQ_TOPIC_PREFIX=self.prefix,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.kafka_env)
         env.update(extra)
         return env
 
@@ -187,14 +196,21 @@ class Worker:
 
 
 def produce(
-    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]], partitions: int | None = None
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    partitions: int | None = None,
+    security: Any = None,
+    acks: Any = 1,
 ) -> int:
     """Send (key, value) pairs with aiokafka; returns how many were sent."""
 
     async def go() -> int:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144, acks=acks, **_client_kwargs(security)
+        )
         await producer.start()
         n = 0
         try:
@@ -212,15 +228,17 @@ def produce(
     return asyncio.run(go())
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 8) -> None:
+def create_topic(
+    bootstrap: str, name: str, partitions: int = 8, replication_factor: int = 1, security: Any = None
+) -> None:
     async def go() -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_client_kwargs(security))
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(name, partitions, 1)])
+            await admin.create_topics([NewTopic(name, partitions, replication_factor)])
         except TopicAlreadyExistsError:
             pass
         finally:
@@ -229,13 +247,13 @@ def create_topic(bootstrap: str, name: str, partitions: int = 8) -> None:
     asyncio.run(go())
 
 
-def delete_topics(bootstrap: str, *prefixes: str) -> list[str]:
+def delete_topics(bootstrap: str, *prefixes: str, security: Any = None) -> list[str]:
     """Delete every topic whose name starts with one of `prefixes`; returns their names."""
 
     async def go() -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_client_kwargs(security))
         await admin.start()
         try:
             names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
@@ -248,7 +266,7 @@ def delete_topics(bootstrap: str, *prefixes: str) -> list[str]:
     return asyncio.run(go())
 
 
-def consume_all(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
+def consume_all(bootstrap: str, topic: str, timeout: float = 5.0, security: Any = None) -> list[Any]:
     """Every message currently on `topic` (from the beginning)."""
 
     async def go() -> list[Any]:
@@ -260,6 +278,7 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
+            **_client_kwargs(security),
         )
         await consumer.start()
         out: list[Any] = []
