@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -277,9 +278,10 @@ def categories(index_id: str) -> list[dict[str, Any]] | None:
     ]
 
 
+@lru_cache(maxsize=1)
 def legends() -> dict[str, dict[str, Any]]:
     """Every index id → `{"name", "categories"}` (the `categories` legend): what the dashboard draws its local-index
-    colours and category names from."""
+    colours and category names from (one shared object: read it, do not change it)."""
     return {d["index"]: {"name": d["name"], "categories": categories(d["index"])} for d in supported_indices()}
 
 

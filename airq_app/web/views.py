@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 
+from airq_app import indices
 from airq_app.metrics import CONTENT_TYPE
 from airq_app.runtime import Runtime
 
@@ -49,6 +50,12 @@ def install(rt: Runtime) -> None:
             if "/" in name or name.startswith(".") or not path.is_file() or path.suffix not in STATIC_TYPES:
                 return self.json({"error": "not found"}, status=404)
             return self.bytes(path.read_bytes(), content_type=STATIC_TYPES[path.suffix])
+
+    class Indices(View):
+        """Every national index's name, category names and colours: the dashboard's local-index legend."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"indices": indices.legends()})
 
     class Health(View):
         async def get(self, request: Request) -> Response:
@@ -90,6 +97,7 @@ def install(rt: Runtime) -> None:
     app.page("/metrics")(Metrics)
     app.page("/airq/")(Dashboard)
     app.page("/airq/static/{name}")(Static)
+    app.page("/airq/api/indices")(Indices)
     app.page("/airq/health")(Health)
     app.page("/airq/ready")(Ready)
     app.page("/airq/status")(Status)

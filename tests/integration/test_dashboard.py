@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,8 @@ def test_dashboard_shows_locations_workers_and_updates(kafka: str, tmp_path: Pat
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
 
+        check_local_index_mode(browser, worker.url, kafka, p.topic)
+
         # A worker that goes away: the page says so and keeps the last numbers.
         worker.stop()
         wait_for(lambda: browser.find_element("id", "error").is_displayed(), 15, what="the error banner")
@@ -180,3 +182,87 @@ def test_dashboard_shows_locations_workers_and_updates(kafka: str, tmp_path: Pat
     finally:
         p.stop_all()
         sim.stop()
+
+
+LOCAL_ROWS_JS = """
+  return [...document.querySelectorAll('#locations-table tbody tr[data-location-id]')].map(tr => ({
+    id: Number(tr.dataset.locationId), index: tr.dataset.index, value: tr.querySelector('td.aqi').innerText.trim(),
+    badge: getComputedStyle(tr.querySelector('td.aqi .badge')).backgroundColor,
+    category: tr.querySelector('td.category .cat').innerText.trim()}));
+"""
+
+
+def rgb(hex_colour: str) -> str:
+    """`#92d051` as the browser reports a computed colour: `rgb(146, 208, 81)`."""
+    h = hex_colour.lstrip("#")
+    return f"rgb({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)})"
+
+
+def check_local_index_mode(browser: Any, url: str, kafka: str, topic: str) -> None:
+    """Switch to the local index: markers, badges and categories come from each location's national index."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = [(now - timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ") for h in range(23, -1, -1)]
+    # Delhi: 24 hours of PM2.5 at 50 and 60 µg/m³ → India's index from the 24-hour mean 55, 92 "Satisfactory".
+    delhi = [
+        measurement(9_876_550, h, value=50.0 + 10 * (i % 2), location_id=987_655, location_name="Delhi Test")
+        for i, h in enumerate(hours)
+    ]
+    # Lyon: one hour of 55 µg/m³ → the European index (hourly), "Poor".
+    lyon = measurement(9_876_560, hours[-1], value=55.0, location_id=987_656, location_name="Lyon Test", country="FR")
+    for m in delhi:
+        m.update(latitude=28.6, longitude=77.2, country="IN")
+    lyon.update(latitude=45.76, longitude=4.84)
+    produce(kafka, topic, [encode(m) for m in [*delhi, lyon]])
+
+    def entries() -> dict[int, dict[str, Any]] | None:
+        got = {e["location_id"]: e for e in overview(url)["locations"]}
+        ok = all((got.get(i) or {}).get("local_index") for i in (987_655, 987_656))
+        return got if ok and got[987_655]["parameters"]["pm25"]["datetime_utc"] == hours[-1] else None
+
+    api = wait_for(entries, 60, what="the test locations' local index in the overview")
+    delhi_index, lyon_index = api[987_655]["local_index"], api[987_656]["local_index"]
+    assert (delhi_index["index"], delhi_index["value"], delhi_index["category"]) == ("IN", 92, "Satisfactory")
+    assert (lyon_index["index"], lyon_index["category"]) == ("EU:new", "Poor")
+
+    browser.find_element("id", "mode-local").click()
+    assert browser.find_element("id", "mode-local").get_attribute("aria-pressed") == "true"
+    assert "index=local" in browser.current_url
+    assert "with a local index" in browser.find_element("id", "summary").text
+    assert browser.find_element("css selector", "#locations-table th[data-sort=aqi]").text.startswith("Local index")
+
+    def shown() -> tuple[dict[int, Any], dict[int, str]] | None:
+        table = {r["id"]: r for r in browser.execute_script(LOCAL_ROWS_JS)}
+        dots = markers(browser)
+        return (table, dots) if {987_655, 987_656} <= set(table) and {987_655, 987_656} <= set(dots) else None
+
+    table, dots = wait_for(shown, 30, what="the test locations in local-index mode")
+    for location_id, index in ((987_655, delhi_index), (987_656, lyon_index)):
+        assert dots[location_id].lower() == index["color"].lower(), (location_id, index, dots[location_id])
+        row = table[location_id]
+        assert row["category"] == index["category"] and row["value"] == str(index["value"]), (row, index)
+        assert row["index"] == index["index"] and row["badge"] == rgb(index["color"])
+    # India's colour is not the EPA colour of the same air: the map really switched scales.
+    assert dots[987_655].lower() != category_color(api[987_655]["aqi_category"]).lower()
+    # The legend names each index on the map with its own categories.
+    legend = browser.execute_script(
+        "return [...document.querySelectorAll('#legend .legend-index')].map(d => [d.dataset.index, d.innerText]);"
+    )
+    by_index = dict(legend)
+    assert "Satisfactory" in by_index["IN"] and "Severe" in by_index["IN"]
+    assert "Poor" in by_index["EU:new"] and "Extremely Poor" in by_index["EU:new"]
+
+    shot = ARTIFACTS / "dashboard-local-index.png"
+    browser.set_window_size(1400, 1500)  # map, legend and the first rows of the table
+    try:
+        wait_for(lambda: shown() is not None, 10, what="the page redrawn at the new size")
+        browser.save_screenshot(str(shot))
+    finally:
+        browser.set_window_size(1400, 1000)
+    assert shot.stat().st_size > 10_000
+
+    browser.find_element("id", "mode-aqi").click()
+    wait_for(
+        lambda: markers(browser).get(987_655, "").lower() == category_color(api[987_655]["aqi_category"]).lower(),
+        10,
+        what="US AQI colours back",
+    )
