@@ -10,7 +10,8 @@ parameter_not_allowed  drop    `parameter` not in `FilterConfig.parameters`
 country                drop    `countries` is set and the country (ISO alpha-2) is missing or not in it
 bbox                   drop    `bbox` is set and the coordinates are missing or outside it (edges included)
 future                 drop    the time is more than `max_future_skew_s` ahead of `now`
-too_old                drop    the time is more than `max_age_hours` before `now`
+too_old                drop    the time is more than `max_age_hours` before `now` (not for a `"backfill": true`
+                               message: history is bounded by the de-duplication retention, `processing.decide`)
 sentinel               drop    the *raw* value is one of `sentinels` (-999, -9999: "instrument not reporting")
 unit_unknown           drop    the unit could not be normalised (`normalised_value` is None)
 negative               drop    the normalised value is below 0 and `drop_negative` is set
@@ -181,8 +182,8 @@ def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfi
     now_s = (now.replace(tzinfo=UTC) if now.tzinfo is None else now).timestamp()
     if when > now_s + cfg.max_future_skew_s:
         return "future"
-    if when < now_s - cfg.max_age_hours * 3600:
-        return "too_old"
+    if when < now_s - cfg.max_age_hours * 3600 and not m.get("backfill"):
+        return "too_old"  # backfilled history is bounded by the de-duplication retention instead
     raw = m["value"]
     if raw in cfg.sentinels:
         return "sentinel"

@@ -19,6 +19,7 @@ COUNTERS = {
     "consumed": "Messages consumed from the measurements topic.",
     "written": "Records in finished output files.",
     "duplicates": "Messages dropped as repeats of an accepted measurement.",
+    "revisions": "Records written as a revision: a new value for a (sensor, time) already written.",
     "replayed": "Replayed messages skipped because their output was already finished.",
     "files_finished": "Output files finished.",
     "flagged": "Records written with a quality flag.",
@@ -59,6 +60,7 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
 
 class StatusCollector(Collector):
     def __init__(self, status: WorkerStatus, extra: Callable[[], dict[str, Any]]) -> None:

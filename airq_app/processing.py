@@ -1,21 +1,29 @@
 """What the stream does with one valid measurement, as a pure function of the message and table state.
 
-`decide()` returns the outcome and the new table values; the agent only reads and writes the tables and hands
-the record to the sink. Exactly-once rests on the `seen` entry holding the source (partition, offset) that was
-accepted: a replayed message finds its *own* entry and is written again (its earlier file never finished),
-any other message for the same (sensor, time) is a duplicate.
+`decide()` returns the outcome, the record and the table writes; the agent only reads and writes the tables and
+hands the record to the sink. The state format and its bounds are in `airq_app.dedup`: the sensor's main entry
+(NowCast hours, recent values) and one bucket per sensor-hour holding, for each accepted time, the message
+accepted for each revision. Exactly-once rests on those items: a replayed message finds its *own* item and is
+written again as the same revision (its earlier file never finished); any other copy of a value already accepted
+for that (sensor, time) is a duplicate; a different value is the next revision, scored with the new value.
+
+Backfilled history (`"backfill": true` messages, `airq_app.backfill`) goes through the same steps, without the
+`filters.max_age_hours` rule; values older than the sensor's live window are scored from a window of their own
+(`past`), so history never moves the live NowCast backwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from airq_app import filters, transform, units
+from airq_app import dedup, filters, transform, units
 from airq_app.validation import utc_seconds
 
 STUCK_WINDOW = 24  # recent values kept per sensor for the stuck check
+LIVE_WINDOW_S = 24 * 3600  # values this far behind the sensor's newest one feed its live hours; older ones `past`
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,9 @@ class Decision:
     outcome: str  # "write", "duplicate" or "filtered"
     reason: str | None = None  # filter reason
     record: dict[str, Any] | None = None
-    history: dict[str, Any] | None = None  # new value for the sensor's `sensor_history` entry, when it changes
+    history: dict[str, Any] | None = None  # new main entry of the sensor (None: unchanged)
+    # Every `sensor_history` key to write: the main entry, the bucket, and expired buckets (None: delete if present).
+    writes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 def decide(
@@ -33,22 +43,25 @@ def decide(
     cfg: filters.FilterConfig,
     retention_s: float,
     now: datetime,
+    bucket: dict[str, Any] | None = None,
 ) -> Decision:
     """Outcome of one valid measurement given its sensor's state.
 
-    The sensor's state holds, besides its NowCast hours and recent values, `seen`: every accepted time within
-    `retention_s` of its newest time, with the (partition, offset) of the message that was accepted for it.
-    One entry per sensor keeps de-duplication to one read and one write per message, and bounded: times
-    that fall out of the window are dropped as the sensor moves on.
+    `history` is the sensor's main entry and `bucket` the bucket of the measurement's hour (`dedup.bucket_key`),
+    either None when absent. Values more than `retention_s` behind the sensor's newest time are `too_old`.
     """
     partition, offset = source["partition"], source["offset"]
     epoch = utc_seconds(m["datetime_utc"])
+    raw = float(m["value"])
     history = history or {}
-    seen: dict[str, list[int]] = history.get("seen", {})
-    accepted = seen.get(str(epoch))
-    replay = accepted is not None and accepted[0] == partition and accepted[1] == offset
-    if accepted is not None and not replay:
-        return Decision("duplicate")
+    revisions = dedup.revisions_in(bucket, epoch) or dedup.legacy_revisions(history, epoch)
+    own = dedup.find_own(revisions, partition, offset)
+    replay = own is not None
+    if not replay and revisions:
+        if dedup.is_known_value(revisions, raw):
+            return Decision("duplicate")
+        if len(revisions) >= dedup.MAX_REVISIONS:
+            return Decision("filtered", "revision_limit")
 
     normalised = units.normalise(m["parameter"], m["value"], m["unit"])
     if not replay:
@@ -67,24 +80,68 @@ def decide(
         # Older than the de-duplication window of this sensor: it can no longer be told apart from a repeat.
         return Decision("filtered", "too_old")
 
-    hours, window = transform.hourly_window(history.get("hours", {}), m["datetime_utc"], value)
-    recent = list(history.get("recent", []))
+    revision = own if own is not None else len(revisions)
+    previous = revisions[revision - 1][2] if revision > 0 else None
+    live = epoch > newest - LIVE_WINDOW_S
+    context: dict[str, Any] = history if live else history.get("past", {})
+    hours, window = transform.hourly_window(context.get("hours", {}), m["datetime_utc"], value)
+    recent = list(context.get("recent", []))
     flags: list[str] = []
     if filters.stuck_flag(recent, value, hours=cfg.stuck_hours):
         flags.append("stuck")
-    recent = (recent + [value])[-STUCK_WINDOW:]
-    newest = max(newest, epoch)
-    horizon = newest - retention_s
-    kept = {t: src for t, src in seen.items() if int(t) >= horizon}
-    kept[str(epoch)] = [partition, offset]
-    new_history = {"newest": newest, "hours": hours, "recent": recent, "seen": kept}
+
+    writes: dict[str, dict[str, Any] | None] = {}
+    new_history: dict[str, Any] | None = None
+    if not replay:
+        # A replay changes nothing: the state already holds it (and perhaps later revisions of the same time).
+        if revision == 0:
+            recent = (recent + [value])[-STUCK_WINDOW:]
+        new_history = dict(history)
+        if live:
+            new_history["hours"], new_history["recent"] = hours, recent
+        else:
+            new_history["past"] = {"hours": hours, "recent": recent}
+        newest = max(newest, epoch)
+        new_history["newest"] = newest
+        hour = dedup.hour_of(epoch)
+        oldest = history.get("oldest")
+        expired, oldest = dedup.expiry(oldest, newest, retention_s)
+        new_history["oldest"] = hour if oldest is None else min(oldest, hour)
+        dedup.prune_legacy(new_history, newest - retention_s)
+        sensor = m["sensor_id"]
+        writes[str(sensor)] = new_history
+        writes[dedup.bucket_key(sensor, hour)] = dedup.with_revision(bucket, epoch, partition, offset, raw)
+        for old in expired:
+            writes[dedup.bucket_key(sensor, old)] = None
 
     aqi, basis, nowcast = transform.score(m["parameter"], value, unit, window)
     local = transform.local_index(m, unit, window, cfg.indices)
     record = transform.shape_record(m, value, unit, aqi, basis, source, flags, local_index=local)
     if nowcast is not None:
         record["nowcast"] = nowcast
-    return Decision("write", record=record, history=new_history)
+    record["revision"] = revision
+    record["previous_value"] = previous
+    return Decision("write", record=record, history=new_history, writes=writes)
+
+
+def decide_in(
+    state: MutableMapping[str, dict[str, Any]],
+    m: dict[str, Any],
+    source: dict[str, Any],
+    cfg: filters.FilterConfig,
+    retention_s: float,
+    now: datetime,
+) -> Decision:
+    """`decide` against a plain mapping of key -> state value (tests, benchmarks), with its writes applied."""
+    sensor = m["sensor_id"]
+    bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
+    d = decide(m, source, state.get(str(sensor)), cfg, retention_s, now, bucket)
+    for key, value in d.writes.items():
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    return d
 
 
 def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any] | None:

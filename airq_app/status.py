@@ -59,6 +59,7 @@ class WorkerStatus:
             "consumed": c["consumed"],
             "written": c["written"],
             "duplicates": c["duplicates"],
+            "revisions": c["revisions"],
             "replayed": c["replayed"],
             "filtered": dict(self.filtered),
             "filtered_total": sum(self.filtered.values()),

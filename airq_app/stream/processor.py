@@ -30,10 +30,11 @@ from airq_app.processing import decide, location_summary
 from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import WorkerStatus
+from airq_app.stream import sensor_state
 from airq_app.stream.changelog import ChangelogDelivery
 from airq_app.stream.cursor import PartitionCursor
 from airq_app.stream.dead_letter import dead_letter_entry
-from airq_app.stream.table_values import LocationSummaries, read, write
+from airq_app.stream.table_values import LocationSummaries
 from airq_app.stream.tables import StreamTables
 from airq_app.validation import InvalidMessage, parse_measurement
 
@@ -180,9 +181,9 @@ class StreamProcessor:
             event.ack()
             return
         source = {"topic": msg.topic, "partition": partition, "offset": offset}
-        sensor = str(m["sensor_id"])
         history_table, latest_table = self.tables.sensor_history, self.tables.latest_by_location
-        decision = decide(m, source, read(history_table, sensor), self.rules, self.retention_s, datetime.now(UTC))
+        history, bucket = sensor_state.load(history_table, m)
+        decision = decide(m, source, history, self.rules, self.retention_s, datetime.now(UTC), bucket)
         if decision.outcome == "duplicate":
             status.inc("duplicates")
             event.ack()
@@ -191,11 +192,13 @@ class StreamProcessor:
             status.filter(decision.reason or "unknown")
             event.ack()
             return
-        assert decision.record is not None and decision.history is not None
+        assert decision.record is not None
         for table in (history_table, latest_table):
             # Raises PartitionsMismatch before any write rather than between the two tables' writes.
             faust_internals.verify_writable(table, msg.topic)
-        write(history_table, sensor, decision.history)
+        sensor_state.store(history_table, decision.writes)
+        if decision.record["revision"]:
+            status.inc("revisions")
         if "stuck" in decision.record.get("flags", ()):
             status.inc("flagged")
         loc = str(m["location_id"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
+from airq_app.dedup import GRACE_S, MAX_REVISIONS, bucket_key
 from airq_app.filters import FilterConfig
-from airq_app.processing import decide, location_summary
+from airq_app.processing import decide, decide_in, location_summary
 from airq_app.validation import parse_measurement
 from airq_dev.harness import encode, measurement
 
@@ -15,6 +17,7 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
 CFG = FilterConfig()
 RETENTION = 72 * 3600
+FAR_CFG = FilterConfig(max_age_hours=8760)
 
 
 def m(sensor: int = 71, hour: str = "2026-11-24T12:00:00Z", **kw: object) -> dict:
@@ -26,50 +29,180 @@ def src(offset: int, partition: int = 3) -> dict:
 
 
 def test_first_time_is_written_and_remembered() -> None:
-    d = decide(m(value=35.4), src(10), None, CFG, RETENTION, NOW)
+    state: dict = {}
+    d = decide_in(state, m(value=35.4), src(10), CFG, RETENTION, NOW)
     assert d.outcome == "write"
     epoch = int(datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp())
-    assert d.history["seen"] == {str(epoch): [3, 10]}
+    assert state[bucket_key(71, epoch // 3600)] == {"0": [[3, 10, 35.4]]}
     assert d.record["value"] == 35.4 and d.record["aqi"] == 100 and d.record["aqi_category"] == "Moderate"
     assert d.record["aqi_basis"] == "instant" and d.record["source"] == src(10)
-    assert d.history["newest"] == epoch
+    assert d.record["revision"] == 0 and d.record["previous_value"] is None
+    assert state["71"]["newest"] == epoch and d.history == state["71"]
 
 
 def test_repeat_is_a_duplicate_but_own_replay_is_written_again() -> None:
-    first = decide(m(), src(10), None, CFG, RETENTION, NOW)
-    assert decide(m(), src(55), first.history, CFG, RETENTION, NOW).outcome == "duplicate"
-    replay = decide(m(), src(10), first.history, CFG, RETENTION, NOW)
-    assert replay.outcome == "write" and replay.history["seen"] == first.history["seen"]
-    assert replay.record["source"] == src(10)
+    state: dict = {}
+    decide_in(state, m(), src(10), CFG, RETENTION, NOW)
+    before = dict(state)
+    assert decide_in(state, m(), src(55), CFG, RETENTION, NOW).outcome == "duplicate"
+    replay = decide_in(state, m(), src(10), CFG, RETENTION, NOW)
+    assert replay.outcome == "write" and replay.writes == {} and state == before
+    assert replay.record["source"] == src(10) and replay.record["revision"] == 0
 
 
 def test_replay_is_written_even_when_the_clock_says_too_old() -> None:
-    first = decide(m(), src(10), None, CFG, RETENTION, NOW)
+    state: dict = {}
+    decide_in(state, m(), src(10), CFG, RETENTION, NOW)
     much_later = datetime(2026, 12, 24, tzinfo=UTC)
-    assert decide(m(), src(11), None, CFG, RETENTION, much_later).reason == "too_old"
-    assert decide(m(), src(10), first.history, CFG, RETENTION, much_later).outcome == "write"
+    assert decide_in({}, m(), src(11), CFG, RETENTION, much_later).reason == "too_old"
+    assert decide_in(state, m(), src(10), CFG, RETENTION, much_later).outcome == "write"
 
 
 def test_nowcast_from_sensor_history() -> None:
-    history = None
+    state: dict = {}
     for h, v in ((10, 20.0), (11, 30.0)):
-        d = decide(m(hour=f"2026-11-24T{h}:00:00Z", value=v), src(h), history, CFG, RETENTION, NOW)
-        history = d.history
-    d = decide(m(value=40.0), src(12), history, CFG, RETENTION, NOW)
+        decide_in(state, m(hour=f"2026-11-24T{h}:00:00Z", value=v), src(h), CFG, RETENTION, NOW)
+    d = decide_in(state, m(value=40.0), src(12), CFG, RETENTION, NOW)
     # w = 20/40 = 0.5: (40 + 15 + 5) / (1 + 0.5 + 0.25) = 34.28... -> truncated 34.2
     assert d.record["nowcast"] == 34.2 and d.record["aqi_basis"] == "nowcast"
     assert d.record["aqi"] == 98  # 51 + 49/26.3 * (34.2 - 9.1) = 97.76
 
 
+def test_revisions_are_numbered_with_the_value_they_replace_and_rescored() -> None:
+    state: dict = {}
+    first = decide_in(state, m(value=35.4), src(10), CFG, RETENTION, NOW)
+    assert (first.record["revision"], first.record["previous_value"], first.record["aqi"]) == (0, None, 100)
+    second = decide_in(state, m(value=55.5), src(11), CFG, RETENTION, NOW)
+    assert second.outcome == "write"
+    assert (second.record["revision"], second.record["previous_value"]) == (1, 35.4)
+    assert second.record["value"] == 55.5 and second.record["aqi"] == 151  # 55.5 starts the Unhealthy row
+    third = decide_in(state, m(value=12.0), src(12), CFG, RETENTION, NOW)
+    assert (third.record["revision"], third.record["previous_value"]) == (2, 55.5)
+    hour = "2026-11-24T12:00:00Z"
+    assert state["71"]["hours"][hour] == 12.0  # the hourly state holds the latest revision
+    # The next hour's NowCast uses the revised value: w = 12/40 -> 0.5, (40 + 6) / 1.5 = 30.66 -> 30.6
+    an_hour_later = NOW + timedelta(hours=1)
+    after = decide_in(state, m(hour="2026-11-24T13:00:00Z", value=40.0), src(13), CFG, RETENTION, an_hour_later)
+    assert after.record["nowcast"] == 30.6
+
+
+def test_copies_of_any_accepted_revision_are_duplicates_and_replays_keep_their_revision() -> None:
+    state: dict = {}
+    decide_in(state, m(value=10.0), src(10), CFG, RETENTION, NOW)
+    decide_in(state, m(value=11.0), src(20), CFG, RETENTION, NOW)
+    for value, offset in ((10.0, 30), (11.0, 31)):  # a stale copy of revision 0, a copy of revision 1
+        assert decide_in(state, m(value=value), src(offset), CFG, RETENTION, NOW).outcome == "duplicate"
+    snapshot = {k: dict(v) for k, v in state.items()}
+    replay0 = decide_in(state, m(value=10.0), src(10), CFG, RETENTION, NOW)
+    replay1 = decide_in(state, m(value=11.0), src(20), CFG, RETENTION, NOW)
+    assert (replay0.record["revision"], replay0.record["previous_value"], replay0.record["value"]) == (0, None, 10.0)
+    assert (replay1.record["revision"], replay1.record["previous_value"]) == (1, 10.0)
+    assert state == snapshot  # replays change no state
+    # The same offset in another partition is another message.
+    other = decide_in(state, m(value=12.0), src(10, partition=4), CFG, RETENTION, NOW)
+    assert other.record["revision"] == 2
+
+
+def test_a_revision_lost_with_the_state_is_numbered_the_same_again() -> None:
+    """After a crash the changelog may hold the state up to revision 0 only: the replayed revision gets 1 again."""
+    state: dict = {}
+    decide_in(state, m(value=10.0), src(10), CFG, RETENTION, NOW)
+    recovered = {k: dict(v) for k, v in state.items()}
+    original = decide_in(state, m(value=11.0), src(20), CFG, RETENTION, NOW)
+    again = decide_in(recovered, m(value=11.0), src(20), CFG, RETENTION, NOW)
+    assert original.record["revision"] == again.record["revision"] == 1
+    assert recovered == state
+
+
+def test_revisions_per_time_are_capped() -> None:
+    state: dict = {}
+    for n in range(MAX_REVISIONS):
+        assert decide_in(state, m(value=10.0 + n), src(n), CFG, RETENTION, NOW).record["revision"] == n
+    d = decide_in(state, m(value=99.0), src(100), CFG, RETENTION, NOW)
+    assert (d.outcome, d.reason) == ("filtered", "revision_limit")
+
+
+def test_a_filtered_revision_is_dropped_and_the_accepted_value_stays() -> None:
+    state: dict = {}
+    decide_in(state, m(value=10.0), src(1), CFG, RETENTION, NOW)
+    assert decide_in(state, m(value=-999.0), src(2), CFG, RETENTION, NOW).reason == "sentinel"
+    assert decide_in(state, m(value=10.0), src(3), CFG, RETENTION, NOW).outcome == "duplicate"
+
+
 def test_seen_entries_expire_with_the_sensor_window() -> None:
-    history = None
-    for h in range(0, 6):
-        d = decide(m(hour=f"2026-11-24T{h:02d}:00:00Z"), src(h), history, CFG, 2 * 3600, NOW)
-        history = d.history
-    hour3 = int(datetime(2026, 11, 24, 3, tzinfo=UTC).timestamp())
-    assert sorted(history["seen"]) == [str(hour3), str(hour3 + 3600), str(hour3 + 7200)]  # 03, 04, 05 stay
-    late = decide(m(hour="2026-11-24T01:00:00Z"), src(9), history, CFG, 2 * 3600, NOW)
-    assert late.outcome == "filtered" and late.reason == "too_old"
+    state: dict = {}
+    retention = 2 * 3600
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    for h in range(0, 60):
+        when = (start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert decide_in(state, m(hour=when), src(h), FAR_CFG, retention, NOW).outcome == "write"
+    newest_hour = int((start + timedelta(hours=59)).timestamp()) // 3600
+    buckets = sorted(int(k.split("/")[1]) for k in state if "/" in k)
+    # Kept: the retention (2 h) plus the grace (24 h) behind the newest hour, nothing older.
+    assert buckets == list(range(newest_hour - 2 - GRACE_S // 3600, newest_hour + 1))
+    at = lambda h: (start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    # Behind the retention: a copy still in the grace is a duplicate, a new value there or anything older too_old.
+    assert decide_in(state, m(hour=at(56)), src(99), FAR_CFG, retention, NOW).outcome == "duplicate"
+    assert decide_in(state, m(hour=at(56), value=1.0), src(99), FAR_CFG, retention, NOW).reason == "too_old"
+    assert decide_in(state, m(hour=at(10)), src(99), FAR_CFG, retention, NOW).reason == "too_old"
+
+
+def test_state_per_sensor_is_bounded_by_time_whatever_the_rate() -> None:
+    """A sensor reporting every minute for three days: every write stays small, and the keys kept cover the
+    retention in hours, however many messages came."""
+    state: dict = {}
+    retention = 24 * 3600
+    start = datetime(2026, 11, 21, tzinfo=UTC)
+    largest = 0
+    minutes = 3 * 24 * 60
+    for n in range(minutes):
+        when = (start + timedelta(minutes=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        d = decide_in(state, m(hour=when, value=10.0 + n % 7), src(n), FAR_CFG, retention, NOW)
+        assert d.outcome == "write"
+        largest = max(largest, *(len(orjson.dumps(v)) for v in d.writes.values() if v is not None))
+    assert largest < 2_500, largest  # one hour of one sensor at most: 60 times
+    assert len(state) <= 1 + (retention + GRACE_S) // 3600 + 2
+    total = sum(len(orjson.dumps(v)) for v in state.values())
+    assert total < 100_000, total
+
+
+def test_history_is_kept_for_the_retention_and_backfill_skips_max_age() -> None:
+    state: dict = {}
+    year = 400 * 86400
+    live = decide_in(state, m(value=20.0), src(1), CFG, year, NOW)
+    assert live.outcome == "write"
+    old = m(hour="2026-06-01T12:00:00Z", value=30.0)
+    assert decide_in(state, old, src(2), CFG, year, NOW).reason == "too_old"  # a live copy: max_age_hours
+    backfilled = m(hour="2026-06-01T12:00:00Z", value=30.0, backfill=True)
+    d = decide_in(state, backfilled, src(3), CFG, year, NOW)
+    assert d.outcome == "write" and d.record["revision"] == 0
+    assert decide_in(state, backfilled, src(4), CFG, year, NOW).outcome == "duplicate"
+    too_far = m(hour="2025-06-01T12:00:00Z", value=30.0, backfill=True)
+    assert decide_in(state, too_far, src(5), CFG, year, NOW).reason == "too_old"  # beyond the retention
+
+
+def test_backfill_never_moves_the_live_nowcast_backwards() -> None:
+    state: dict = {}
+    for h, v in ((10, 20.0), (11, 30.0)):
+        decide_in(state, m(hour=f"2026-11-24T{h}:00:00Z", value=v), src(h), CFG, RETENTION, NOW)
+    live_hours = dict(state["71"]["hours"])
+    # A month back, three hours in a row: scored from their own window, the live one untouched.
+    for h, v in ((8, 100.0), (9, 100.0), (10, 100.0)):
+        old = m(hour=f"2026-10-24T{h:02d}:00:00Z", value=v, backfill=True)
+        d = decide_in(state, old, src(100 + h), CFG, RETENTION * 100, NOW)
+    assert d.record["nowcast"] == 100.0 and d.record["aqi_basis"] == "nowcast"
+    assert state["71"]["hours"] == live_hours
+    assert state["71"]["newest"] == int(datetime(2026, 11, 24, 11, tzinfo=UTC).timestamp())
+    d = decide_in(state, m(value=40.0), src(12), CFG, RETENTION, NOW)
+    assert d.record["nowcast"] == 34.2  # as if no history had been loaded
+
+
+def test_entries_written_before_buckets_still_deduplicate() -> None:
+    epoch = int(datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp())
+    state: dict = {"71": {"newest": epoch, "hours": {}, "recent": [], "seen": {str(epoch): [3, 10]}}}
+    assert decide_in(state, m(value=1.0), src(11), CFG, RETENTION, NOW).outcome == "duplicate"
+    replay = decide_in(state, m(value=1.0), src(10), CFG, RETENTION, NOW)
+    assert replay.outcome == "write" and replay.record["revision"] == 0
 
 
 def test_filtered_and_unit_unknown() -> None:
