@@ -94,19 +94,18 @@ def build(bootstrap: str, topic: str, out: Path, group: str) -> tuple[Applicatio
     return app, sink
 
 
-def run(bootstrap: str, topic: str, out: Path, distinct: int) -> dict[str, Any]:
-    """Consume `topic` until `distinct` records are written, then finish the files."""
+def run(bootstrap: str, topic: str, out: Path, distinct: int, group: str) -> dict[str, Any]:
+    """Consume `topic` as consumer group `group` until `distinct` records are written, then finish the files."""
     started = time.perf_counter()
-    group = f"bench-quix-{os.getpid()}"
     app, sink = build(bootstrap, topic, out, group)
     app.run(count=distinct, collect=False)
     sink.close()
-    return {"elapsed_s": time.perf_counter() - started, "written": sink.written, "group": group}
+    return {"elapsed_s": time.perf_counter() - started, "written": sink.written}
 
 
-def run_process(bootstrap: str, topic: str, out: str, distinct: int, result: Any) -> None:
+def run_process(bootstrap: str, topic: str, out: str, distinct: int, group: str, result: Any) -> None:
     """Entry point of the spawned interpreter."""
-    result.update(run(bootstrap, topic, Path(out), distinct))
+    result.update(run(bootstrap, topic, Path(out), distinct, group))
 
 
 def _records(path: Path) -> Any:

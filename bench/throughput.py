@@ -228,14 +228,49 @@ def bench_quix(bootstrap: str, topic: str, out: Path, n: int, distinct: int, exp
     from bench import quix_peer
 
     out.mkdir(parents=True)
-    elapsed, peak, result = spawned(quix_peer.run_process, bootstrap, topic, str(out), distinct)
+    group = f"bench-quix-{os.getpid()}-{int(time.time())}"
+    changelog = f"changelog__{group}--"
     try:
+        elapsed, peak, _ = spawned(quix_peer.run_process, bootstrap, topic, str(out), distinct, group)
         compared = quix_peer.compare_outputs(expected, out)
         assert compared == distinct, f"Quix Streams wrote {compared} of {distinct}"
+        changelog_messages = messages_in(bootstrap, changelog)
     finally:
-        if result.get("group"):
-            delete_topics(bootstrap, f"changelog__{result['group']}--")
-    return {"msgs_per_s": round(n / elapsed), "elapsed_s": round(elapsed, 1), "peak_rss_mb": round(peak)}
+        delete_topics(bootstrap, changelog)
+    return {
+        "msgs_per_s": round(n / elapsed),
+        "elapsed_s": round(elapsed, 1),
+        "peak_rss_mb": round(peak),
+        "changelog_messages": changelog_messages,
+    }
+
+
+def messages_in(bootstrap: str, prefix: str) -> int:
+    """How many messages were ever written to the topics whose names start with `prefix` (end minus start)."""
+
+    async def go() -> int:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            described = await admin.describe_topics(names) if names else []
+        finally:
+            await admin.close()
+        tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+        if not tps:
+            return 0
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            ends, starts = await consumer.end_offsets(tps), await consumer.beginning_offsets(tps)
+            return sum(ends[tp] - starts[tp] for tp in tps)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
 
 
 def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str, Any]:
@@ -261,6 +296,7 @@ def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str,
         "ratio": round(airq["msgs_per_s"] / baseline["msgs_per_s"], 3),
         "quix_msgs_per_s": quix["msgs_per_s"],
         "quix_peak_rss_mb": quix["peak_rss_mb"],
+        "quix_changelog_messages": quix["changelog_messages"],
         "ratio_vs_quix": round(airq["msgs_per_s"] / quix["msgs_per_s"], 3),
     }
 
