@@ -23,9 +23,10 @@ import orjson
 from quixstreams import Application, State, message_context
 from quixstreams.sinks import BatchingSink, SinkBatch
 
+from airq_app import dedup
 from airq_app.filters import FilterConfig
 from airq_app.processing import decide
-from airq_app.validation import InvalidMessage, parse_measurement
+from airq_app.validation import InvalidMessage, parse_measurement, utc_seconds
 
 RETENTION_S = 8760 * 3600  # the bench's de-duplication window, as in the baseline
 CONFIG = FilterConfig(max_age_hours=8760)
@@ -35,16 +36,22 @@ VOLATILE = ("processed_at",)  # fields that differ between two correct runs
 def handle(
     value: bytes, state: State, source: dict[str, Any], cfg: FilterConfig = CONFIG, now: datetime | None = None
 ) -> dict[str, Any] | None:
-    """The record to write for one raw message, or None (invalid, duplicate, filtered); updates the sensor's state."""
+    """The record to write for one raw message, or None (invalid, duplicate, filtered); updates the sensor's state
+    (its main entry and the bucket of the measurement's hour, `airq_app.dedup`) as `processing.decide_in` does."""
     try:
         m = parse_measurement(value)
     except InvalidMessage:
         return None
-    key = str(m["sensor_id"])
-    d = decide(m, source, state.get(key), cfg, RETENTION_S, now or datetime.now(UTC))
+    sensor = m["sensor_id"]
+    bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
+    d = decide(m, source, state.get(str(sensor)), cfg, RETENTION_S, now or datetime.now(UTC), bucket)
     if d.outcome != "write":
         return None
-    state.set(key, d.history)
+    for key, new in d.writes.items():
+        if new is None:
+            state.delete(key)
+        else:
+            state.set(key, new)
     return d.record
 
 

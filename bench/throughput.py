@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -119,21 +120,37 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
 
 
 def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> dict[str, Any] | None:
-    """The baseline's work on one message: the record to write, or None. `db` maps the sensor id (bytes) to its
-    state as orjson (a rocksdict `Rdict`, or a dict in tests)."""
+    """The baseline's work on one message: the record to write, or None. `db` maps state keys (the sensor's main
+    entry, its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
+    `decide` is called as `processing.decide_in` calls it."""
+    from airq_app import dedup
     from airq_app.processing import decide
-    from airq_app.validation import InvalidMessage, parse_measurement
+    from airq_app.validation import InvalidMessage, parse_measurement, utc_seconds
 
     try:
         m = parse_measurement(value)
     except InvalidMessage:
         return None
-    key = str(m["sensor_id"]).encode()
-    raw = db.get(key)
-    d = decide(m, source, orjson.loads(raw) if raw is not None else None, cfg, 8760 * 3600, now)
+    sensor = m["sensor_id"]
+    raw = db.get(str(sensor).encode())
+    raw_bucket = db.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))).encode())
+    d = decide(
+        m,
+        source,
+        orjson.loads(raw) if raw is not None else None,
+        cfg,
+        8760 * 3600,
+        now,
+        orjson.loads(raw_bucket) if raw_bucket is not None else None,
+    )
     if d.outcome != "write":
         return None
-    db[key] = orjson.dumps(d.history)
+    for key, state in d.writes.items():
+        if state is None:
+            with contextlib.suppress(KeyError):  # an Rdict deletes an absent key quietly, a dict raises
+                del db[key.encode()]
+        else:
+            db[key.encode()] = orjson.dumps(state)
     return d.record
 
 

@@ -3,7 +3,7 @@ store, and the bench's output check tells a difference apart from a correct run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ import pytest
 from quixstreams.sinks import SinkBatch
 from quixstreams.state.rocksdb import RocksDBStorePartition
 
+from airq_app import dedup
+from airq_dev.harness import measurement
 from bench import quix_peer
 from bench.throughput import baseline_step, workload
 
@@ -86,6 +88,24 @@ def test_a_repeat_is_recognised_after_a_checkpoint_and_a_restart(store: Store) -
     # The accepted message itself, delivered again (at-least-once), is written again.
     again = quix_peer.handle(value, store.state(key), {"topic": "t", "partition": 0, "offset": 5}, now=NOW)
     assert _without_volatile(again) == _without_volatile(first)
+
+
+def test_buckets_behind_the_retention_are_deleted_from_the_store(store: Store) -> None:
+    first, later = datetime(2025, 1, 1, 5, tzinfo=UTC), datetime(2026, 1, 3, 5, tzinfo=UTC)  # a year and 2 days
+    db: dict[bytes, bytes] = {}
+    state = store.state(b"20")
+    for offset, when in enumerate((first, later)):
+        value = orjson.dumps(measurement(200, when.strftime("%Y-%m-%dT%H:%M:%SZ"), location_id=20))
+        source = {"topic": "t", "partition": 0, "offset": offset}
+        now = when + timedelta(minutes=30)
+        expected = baseline_step(db, value, source, quix_peer.CONFIG, now)
+        assert _without_volatile(quix_peer.handle(value, state, source, now=now)) == _without_volatile(expected)
+    old_bucket = dedup.bucket_key(200, int(first.timestamp()) // 3600)
+    new_bucket = dedup.bucket_key(200, int(later.timestamp()) // 3600)
+    store.reopen()
+    state = store.state(b"20")
+    assert not state.exists(old_bucket) and old_bucket.encode() not in db
+    assert state.exists(new_bucket) and state.get("200") == orjson.loads(db[b"200"])
 
 
 def test_invalid_messages_are_skipped_without_state(store: Store) -> None:
