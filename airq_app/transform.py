@@ -90,22 +90,37 @@ def required_hours(hours: int) -> int:
     return math.ceil(hours * 3 / 4)
 
 
-def _mean(hourly: Sequence[float | None], hours: int) -> float | None:
-    present = [v for v in hourly[:hours] if v is not None]
-    if len(present) < required_hours(hours):
-        return None
-    return float(f"{math.fsum(present) / len(present):.12g}")
+REQUIRED = {hours: required_hours(hours) for hours in MEAN_HOURS}
+
+
+def _mean_of(total: float, n: int) -> float:
+    # 12 significant digits: a mean that is a short decimal (0.071 ppm) is exactly that number, not
+    # 0.07099999999999999, so the EPA's truncation of it gives what a hand calculation gives.
+    return float(f"{total / n:.12g}")
 
 
 def running_means(hourly_newest_first: Sequence[float | None] | None) -> dict[int, float | None]:
     """The sensor's means over 1, 3, 4, 8, 12 and 24 hours ending at the measurement's hour (index 0 of the window
-    from `hourly_window`); None where fewer than `required_hours` of that period have a value.
-
-    The sum is exact (`math.fsum`) and the mean kept to 12 significant digits, so a mean that is a short decimal
-    (0.071 ppm) is exactly that number and the EPA's truncation of it gives what a hand calculation gives.
+    from `hourly_window`); None where fewer than `required_hours` of that period have a value. A mean is the
+    arithmetic mean of the hours present. One pass over the window: every period extends the one before it.
     """
-    hourly = list(hourly_newest_first or ())
-    return {hours: _mean(hourly, hours) for hours in MEAN_HOURS}
+    hourly = hourly_newest_first or ()
+    means: dict[int, float | None] = {}
+    total, n, i, size = 0.0, 0, 0, len(hourly)
+    for hours in MEAN_HOURS:
+        while i < hours and i < size:
+            v = hourly[i]
+            if v is not None:
+                total += v
+                n += 1
+            i += 1
+        means[hours] = _mean_of(total, n) if n and n >= REQUIRED[hours] else None
+    return means
+
+
+def _mean(hourly: Sequence[float | None], hours: int) -> float | None:
+    present = [v for v in hourly[:hours] if v is not None]
+    return _mean_of(math.fsum(present), len(present)) if len(present) >= REQUIRED[hours] else None
 
 
 def _higher(*candidates: tuple[tuple[int, str] | None, str]) -> tuple[tuple[int, str] | None, str | None]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import NamedTuple
 
 from airq_app import units
@@ -55,14 +56,22 @@ def table_period(index: str, pollutant: str, averaging_hours: float) -> float | 
     """The table period a mean over `averaging_hours` is used for: the same period, or for a 1-hour mean a period
     under an hour when the table has no 1-hour row for that pollutant (GB SO2 15 min → 0.25, IL CO 30 min → 0.5).
     None when the index has no row for that pollutant and period."""
-    table = resolve(index)
-    if table is None:
-        return None
-    periods = table.periods(pollutant)
     try:
         hours = float(averaging_hours)
     except (TypeError, ValueError):
         return None
+    if not isinstance(index, str) or not isinstance(pollutant, str):
+        return None
+    return _table_period(index, pollutant, hours)
+
+
+@lru_cache(maxsize=4096)
+def _table_period(index: str, pollutant: str, hours: float) -> float | None:
+    """`table_period` once per (index, pollutant, period): the stream asks it for every mean of every record."""
+    table = resolve(index)
+    if table is None:
+        return None
+    periods = table.periods(pollutant)
     if hours in periods:
         return hours
     if hours == 1.0:
@@ -170,7 +179,16 @@ def evaluate(
     raw = _to_table_unit(pollutant, concentration, unit, scale)
     if raw is None:
         return None
-    c = _prepare(raw, scale, rule)
+    return _evaluate_prepared(table.id, pollutant, hours, _prepare(raw, scale, rule))
+
+
+@lru_cache(maxsize=65536)
+def _evaluate_prepared(index: str, pollutant: str, hours: float, c: Decimal) -> Result | None:
+    """Steps 4-6 for a concentration already in the table's unit and precision. Prepared concentrations are few
+    (0.1 µg/m³ or 1 ppb steps), so the stream mostly finds the result here instead of interpolating again."""
+    table = tables.load()[index]
+    scale = table.scales[(pollutant, hours)]
+    rule = conventions.convention(index)
     ceiling = rule.ceilings.get((pollutant, hours))
     if ceiling is not None and c > Decimal(ceiling[0]):
         if ceiling[1] == "none":

@@ -106,6 +106,8 @@ class IndexConfig:
 
     enabled: bool = True
     by_country: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
+    # country → index id, filled as the stream asks (a few hundred countries at most)
+    _cache: dict[str | None, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> IndexConfig:
@@ -137,9 +139,16 @@ class IndexConfig:
         if not self.enabled:
             return None
         try:
-            return index_for_country(country, self.by_country)
+            return self._cache[country]
+        except (KeyError, TypeError):
+            pass
+        try:
+            found = index_for_country(country, self.by_country)
         except ValueError:  # only for a mapping not built by from_dict
-            return None
+            found = None
+        if isinstance(country, str) and len(self._cache) < 4096:
+            self._cache[country] = found
+        return found
 
 
 def _means(means: Mapping[Any, float | None]) -> list[tuple[float, float]]:
