@@ -127,9 +127,7 @@ def install(rt: Runtime) -> None:
         async def _peer(self, url: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             if url == rt.url:
                 ok, problems = rt.readiness()
-                summary = _worker_summary(
-                    url, ok, problems, rt.status.snapshot(), rt.assignment(), rt.consumer_lag()
-                )
+                summary = _worker_summary(url, ok, problems, rt.status.snapshot(), rt.assignment(), rt.consumer_lag())
                 return summary, local.entries()
             try:
                 async with app.http_client.get(f"{url}/airq/status", timeout=PEER_TIMEOUT_S) as resp:
