@@ -297,6 +297,15 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 5.0, security: Any 
     return asyncio.run(go())
 
 
+def topic_measurements(bootstrap: str, topic: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Every measurement on a measurements topic, whether a message holds one or a location's list of them."""
+    out: list[dict[str, Any]] = []
+    for message in consume_all(bootstrap, topic, timeout):
+        data = json.loads(message.value)
+        out.extend(data if isinstance(data, list) else [data])
+    return out
+
+
 def finished_records(output_dir: Path) -> list[dict[str, Any]]:
     """Every line of every finished (*.jsonl) file; fails on a partial or invalid line."""
     records = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airq_dev.harness import Pipeline, consume_all, finished_records, wait_for
+from airq_dev.harness import Pipeline, finished_records, topic_measurements, wait_for
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def test_poller_sends_what_openaq_served_once_per_measurement(kafka: str, tmp_pa
     wait_for(lambda: simulator.stats(False)["requests_total"] >= 3 * first_cycle_requests, 90, what="3 cycles")
 
     served = {(s, dt) for s, dt, _v, kind in simulator.served("latest")}
-    on_topic = [json.loads(m.value) for m in consume_all(kafka, p.topic)]
+    on_topic = topic_measurements(kafka, p.topic)
     assert {(m["sensor_id"], m["datetime_utc"]) for m in on_topic} == served
     sample = on_topic[0]
     assert sample["location_name"] and sample["parameter"] and sample["fetched_at"].endswith("Z")
@@ -100,9 +100,7 @@ def test_missed_hours_are_caught_up_after_downtime(kafka: str, tmp_path: Path) -
         worker.start()
         wait_for(lambda: worker.status()["counters"].get("caught_up", 0) > 0, 60, what="catch-up")
         hours = {(s, dt) for s, dt, _v, kind in sim.served() if kind != "latest"}
-        on_topic = {
-            (m["sensor_id"], m["datetime_utc"]) for m in map(lambda r: json.loads(r.value), consume_all(kafka, p.topic))
-        }
+        on_topic = {(m["sensor_id"], m["datetime_utc"]) for m in topic_measurements(kafka, p.topic)}
         assert hours, "the catch-up asked /sensors/{id}/hours"
         latest_hours = {dt for s, dt, _v, kind in sim.served() if kind == "latest"}
         missed = {k for k in hours if k[1] not in latest_hours or k in on_topic}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from airq_dev.harness import Pipeline, Worker, consume_all, wait_for
+from airq_dev.harness import Pipeline, Worker, topic_measurements, wait_for
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -142,7 +142,7 @@ def test_ingest_and_processing_workers_killed_over_and_over_write_everything_onc
         wait_for(lambda: poller.status()["counters"]["poll_cycles"] >= cycles + 2, 60, what="two more cycles")
 
         served = {(s, dt) for s, dt, _v, _kind in sim.served()}
-        on_topic = [json.loads(m.value) for m in consume_all(kafka, p.topic)]
+        on_topic = topic_measurements(kafka, p.topic)
         assert {(m["sensor_id"], m["datetime_utc"]) for m in on_topic} == served
         expected = kept(on_topic, 71)
 
