@@ -23,6 +23,14 @@ test-unit: $(INSTALLED)
 worker: $(INSTALLED)
 	AIRQ_WEB_PORT=$$((6065 + $(N))) AIRQ_DATA_DIR=data/worker-$(N) $(BIN)/faust -A airq_app worker -l info
 
+# History through the stream, exactly once and resumable (see README, Backfill):
+#   make backfill FROM=2026-01-01 TO=2026-01-31 [SOURCE=archive|api] [LOCATIONS=2178,8118] [COUNTRIES=US,IN]
+.PHONY: backfill
+backfill: $(INSTALLED)
+	@test -n "$(FROM)" && test -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [SOURCE=archive|api] [LOCATIONS=id,...] [COUNTRIES=CC,...]"; exit 2; }
+	$(BIN)/faust -A airq_app backfill --from $(FROM) --to $(TO) --source $(or $(SOURCE),archive) \
+		$(if $(LOCATIONS),--location $(LOCATIONS)) $(if $(COUNTRIES),--country $(COUNTRIES))
+
 broker: $(INSTALLED)
 	@$(BIN)/python -m airq_dev.local_kafka start
 
