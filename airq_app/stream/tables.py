@@ -25,9 +25,8 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class StreamTables:
-    # sensor id -> {"newest": epoch, "hours": {hour: value}, "recent": [values], "seen": {epoch: [partition, offset]}}:
-    # the de-duplication window, the NowCast input and the stuck check, in one entry so that each message costs one
-    # read and one write.
+    # "{sensor id}" -> the sensor's main entry (newest time, NowCast hours, recent values) and "{sensor id}/{hour}" ->
+    # the revisions accepted in that hour, with the message of each: the de-duplication state (`airq_app.dedup`).
     sensor_history: TableT
     # location id -> {"location": {...}, "parameters": {name: latest record summary}}; served by any worker.
     latest_by_location: TableT
@@ -45,6 +44,6 @@ def declare(app: faust.App, partitions: int) -> StreamTables:
         )
 
     return StreamTables(
-        json_table("sensor_history", "De-duplication window, last 12 hourly values and recent values of each sensor."),
+        json_table("sensor_history", "Per-sensor NowCast hours, recent values and hourly de-duplication buckets."),
         json_table("latest_by_location", "Latest value and AQI of each parameter at each location."),
     )
