@@ -16,6 +16,8 @@ must then be checked against the new Faust before the pin moves.
 - `Consumer._commit`: commits explicit offsets (forwards or backwards) when a partition is assigned.
 - `Table.data` (the store) for one-lookup reads, and `Table.send_changelog` for a write on behalf of a partition
   outside any event (location summaries flushed when their partition is revoked).
+- The consumer thread's stop (`AIOKafkaConsumerThread.on_thread_stop`): finishes when a rebalance callback was cut
+  short (see `ConsumerThread`); uses the aiokafka consumer's `_fetcher` and `_client`.
 - The producer (`Producer` below, installed through `Transport.Producer`): Faust's aiokafka producer with the
   idempotent producer switched on (`_settings_extra`), every topic Faust creates itself given airq's replication
   factor and `min.insync.replicas` (`create_topic`), and its message buffer (`ProducerBuffer._send_pending`, the
@@ -28,6 +30,7 @@ must then be checked against the new Faust before the pin moves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -127,7 +130,31 @@ async def hand_over(
     await wait_first(_resume(coro, pending), suspend_flow.wait())
 
 
+class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    async def on_thread_stop(self) -> None:
+        """Faust's stop, except that a consumer whose rebalance callback was cut short still lets the worker stop.
+
+        Faust stops the thread's method queue before the aiokafka consumer; a partition-assignment callback then
+        waiting on that queue (airq's asks for the earliest offsets) is cancelled, the cancellation escapes
+        `AIOKafkaConsumer.stop()`, the thread never signals its shutdown, and the worker waits Faust's 60 s
+        shutdown timeout before exiting. Here the stop finishes: the fetcher and the client are closed anyway.
+        """
+        try:
+            await super().on_thread_stop()
+        except (asyncio.CancelledError, Exception) as exc:
+            log.warning("airq: Kafka consumer stopped during a rebalance (%r); closing its connections", exc)
+            consumer = self._consumer
+            if consumer is not None:
+                for part in (getattr(consumer, "_fetcher", None), getattr(consumer, "_client", None)):
+                    if part is not None:
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await part.close()
+
+
 class Consumer(aiokafka_driver.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
         callback = self.callback
         suspend_flow = self.suspend_flow
