@@ -2,10 +2,11 @@
 
 Each cycle (never two at once): refresh the location metadata when it is older than
 `openaq.locations_refresh_hours` (kept on disk across restarts; a failed refresh keeps the cached index), then
-page through `/v3/parameters/{id}/latest` for every configured parameter and send one message per
-(sensor, time), keyed by location id. The blocking HTTP client runs in a worker thread. A failed page is logged
-and counted; the cycle goes on with the next parameter. Sensors silent for more than two hours are caught up
-from `/v3/sensors/{id}/hours` within half a minute's request budget per cycle.
+page through `/v3/parameters/{id}/latest` for every configured parameter and send every measurement once per
+cycle: one message per location (a JSON list of its measurements), keyed by location id. The blocking HTTP client
+runs in a worker thread. A failed page is logged and counted; the cycle goes on with the next parameter. Sensors
+silent for more than two hours are caught up from `/v3/sensors/{id}/hours` within half a minute's request budget
+per cycle.
 
 One `Poller` per ingest-capable worker, built at start; `tick()` runs every second and polls only while this
 worker holds the poller election (`airq_app.ingest.election`).
@@ -35,6 +36,7 @@ from airq_app.status import WorkerStatus
 log = logging.getLogger("airq.poller")
 
 CATCH_UP_GAP_S = 2 * 3600  # a longer silence between two /latest values means missed hours
+MAX_PER_MESSAGE = 500  # measurements in one location's message (a message stays far below Kafka's 1 MB)
 
 Send = Callable[[bytes, bytes], Awaitable[Any]]
 
@@ -69,6 +71,7 @@ class Poller:
         self.last_sent: dict[int, str] = {}  # sensor id -> newest datetime_utc sent, kept across restarts
         self._last_sent_loaded = False
         self._last_start = 0.0
+        self._pending: dict[int, list[dict[str, Any]]] = {}  # location id -> measurements queued for its message
 
     async def tick(self, leading: bool) -> None:
         """Every second: start a cycle when this worker polls and the interval has passed (the first at once)."""
@@ -145,7 +148,9 @@ class Poller:
                     gaps.append((m["sensor_id"], previous, *gap))
                 await self.send(m)
                 sent += 1
+        await self.flush()
         sent += await self.catch_up(gaps, fetched_at, errors)
+        await self.flush()
         await asyncio.to_thread(_save_last_sent, self._state_file, dict(self.last_sent))
         status.inc("produced", sent)
         last.finished_at = timeutil.now_utc()
@@ -168,12 +173,28 @@ class Poller:
         return {"outcome": last.outcome, "sent": sent, "requests": last.requests, "duration_s": last.duration_s}
 
     async def send(self, m: dict[str, Any]) -> None:
-        # The message is the `Measurement` record's fields (its schema), as plain JSON without Faust's metadata.
-        record = Measurement(**{k: m.get(k) for k in MEASUREMENT_FIELDS if k in m})
-        await self._send(str(m["location_id"]).encode(), orjson.dumps(record.asdict()))
-        sensor = m["sensor_id"]
-        if m["datetime_utc"] > self.last_sent.get(sensor, ""):
-            self.last_sent[sensor] = m["datetime_utc"]
+        """Queue one measurement in its location's message; `flush()` sends the messages."""
+        # The message holds the `Measurement` record's fields (its schema), as plain JSON without Faust's metadata.
+        record = Measurement(**{k: m[k] for k in MEASUREMENT_FIELDS if k in m})
+        pending = self._pending.setdefault(m["location_id"], [])
+        pending.append(record.asdict())
+        if len(pending) >= MAX_PER_MESSAGE:
+            await self._send_location(m["location_id"])
+
+    async def flush(self) -> None:
+        """One message per location holding its queued measurements (a location's sensors report together, so
+        every per-message cost of the stream is shared by all of them)."""
+        for location_id in list(self._pending):
+            await self._send_location(location_id)
+
+    async def _send_location(self, location_id: int) -> None:
+        measurements = self._pending.pop(location_id, [])
+        if not measurements:
+            return
+        await self._send(str(location_id).encode(), orjson.dumps(measurements))
+        for m in measurements:  # sent: the catch-up starts after these
+            if m["datetime_utc"] > self.last_sent.get(m["sensor_id"], ""):
+                self.last_sent[m["sensor_id"]] = m["datetime_utc"]
 
     def catch_up_gap(self, previous: str | None, current: str) -> tuple[str, str] | None:
         """(from, to) of the hours a sensor missed between two polls, limited to the look-back window; or None."""

@@ -300,7 +300,7 @@ class JsonLinesSink:
             del self.partitions[state.partition]
         _unlock(state.lock_fd)
         state.released.set()
-        self._update_blocked(released=True)
+        self._update_blocked()
 
     # -- writing -----------------------------------------------------------------------------------------
 
@@ -322,9 +322,16 @@ class JsonLinesSink:
                     w.cancel()
 
     async def write(
-        self, partition: int, offset: int, line: bytes, ack: Callable[[], object], generation: int | None = None
+        self,
+        partition: int,
+        offset: int,
+        line: bytes,
+        ack: Callable[[], object],
+        generation: int | None = None,
+        records: int = 1,
     ) -> None:
-        """Append one JSON line (with its trailing newline) from source `offset`; `ack` runs once durable."""
+        """Append JSON lines (`records` of them, each with its trailing newline) from source `offset`; `ack` runs
+        once they are durable."""
         if not self._writable.is_set():
             await self._wait_writable(partition, generation)
         state = self._owned(partition, generation)
@@ -334,7 +341,7 @@ class JsonLinesSink:
         f.pending.append(line)
         f.pending_bytes += len(line)
         f.last_offset = offset
-        f.records += 1
+        f.records += records
         f.acks.append(ack)
         if f.size + f.pending_bytes >= self.max_bytes:
             async with self._lock(partition):
@@ -477,6 +484,8 @@ class JsonLinesSink:
             else:
                 kind, reason = "state not durable", f"state not durable: {exc!r}"[:300]
             state.blocked = reason
+            if state.releasing:
+                return False  # being given up: what it blocks on no longer concerns the others
             self.log_limiter.log(
                 logging.ERROR,
                 ("blocked", kind),
@@ -487,10 +496,10 @@ class JsonLinesSink:
             return False
         if state.blocked is not None:
             state.blocked = None
-            self._update_blocked()
+            self._update_blocked(recovered=True)
         return True
 
-    def _update_blocked(self, released: bool = False) -> None:
+    def _update_blocked(self, recovered: bool = False) -> None:
         """The sink is blocked while any partition it keeps is; report changes."""
         reason = next((s.blocked for _, s in sorted(self.partitions.items()) if s.blocked and not s.releasing), None)
         if reason == self.blocked:
@@ -498,10 +507,10 @@ class JsonLinesSink:
         self.blocked = reason
         if reason is None:
             self._writable.set()
-            if released:
-                log.info("airq: output no longer blocked: the blocked partitions were given up")
-            else:
+            if recovered:
                 self.log_limiter.log(logging.WARNING, "writable", "airq: output writable again; resuming")
+            else:
+                log.info("airq: output no longer blocked: the blocked partitions were given up")
         else:
             self._writable.clear()
         self._on_blocked(reason)

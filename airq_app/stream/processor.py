@@ -36,7 +36,7 @@ from airq_app.stream.cursor import PartitionCursor
 from airq_app.stream.dead_letter import dead_letter_entry
 from airq_app.stream.table_values import LocationSummaries
 from airq_app.stream.tables import StreamTables
-from airq_app.validation import InvalidMessage, parse_measurement
+from airq_app.validation import InvalidMessage, parse_message
 
 log = logging.getLogger("airq.stream")
 
@@ -168,34 +168,62 @@ class StreamProcessor:
                 return
         cursor.advance(partition, offset)
         try:
-            m = parse_measurement(event.value)
+            items = parse_message(event.value)
         except InvalidMessage as exc:
             await self.send_dead_letter(event, str(exc))
             event.ack()
             return
-        if msg.key != str(m["location_id"]).encode():
-            # A sensor's state lives in the partition its location id's key hashes to: a message under another key
-            # (or none) would be de-duplicated against another partition's state, and a copy could be written twice.
-            key = msg.key.decode("utf-8", "replace")[:40] if isinstance(msg.key, bytes) else msg.key
-            await self.send_dead_letter(event, f"key_mismatch: key {key!r} is not location id {m['location_id']}")
+        source = {"topic": msg.topic, "partition": partition, "offset": offset}
+        lines: list[bytes] = []
+        in_message: set[tuple[int, str]] = set()
+        for m in items:
+            if isinstance(m, InvalidMessage):
+                await self.send_dead_letter(event, str(m))
+                continue
+            if msg.key != str(m["location_id"]).encode():
+                # A sensor's state lives in the partition its location id's key hashes to: a message under another
+                # key (or none) would be de-duplicated against another partition's state, and could be written twice.
+                key = msg.key.decode("utf-8", "replace")[:40] if isinstance(msg.key, bytes) else msg.key
+                await self.send_dead_letter(event, f"key_mismatch: key {key!r} is not location id {m['location_id']}")
+                continue
+            ident = (m["sensor_id"], m["datetime_utc"])
+            if ident in in_message:
+                # `seen` remembers the message a (sensor, time) came in: a second copy inside the same message
+                # would look like a replay of the first.
+                status.inc("duplicates")
+                continue
+            in_message.add(ident)
+            line = self.decide_one(m, source, partition, msg.topic)
+            if line is not None:
+                lines.append(line)
+        if not lines:
             event.ack()
             return
-        source = {"topic": msg.topic, "partition": partition, "offset": offset}
+        try:
+            # One write for the whole message: its lines never straddle two files.
+            await sink.write(
+                partition, offset, b"".join(lines), self._acker(event), generation=generation, records=len(lines)
+            )
+        except SinkClosed:
+            # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
+            status.inc("handed_over")
+
+    def decide_one(self, m: dict[str, Any], source: dict[str, Any], partition: int, topic: str) -> bytes | None:
+        """Decide one measurement against its sensor's state, write the state and summary; the line, or None."""
+        status = self.status
         history_table, latest_table = self.tables.sensor_history, self.tables.latest_by_location
         history, bucket = sensor_state.load(history_table, m)
         decision = decide(m, source, history, self.rules, self.retention_s, datetime.now(UTC), bucket)
         if decision.outcome == "duplicate":
             status.inc("duplicates")
-            event.ack()
-            return
+            return None
         if decision.outcome == "filtered":
             status.filter(decision.reason or "unknown")
-            event.ack()
-            return
+            return None
         assert decision.record is not None
         for table in (history_table, latest_table):
             # Raises PartitionsMismatch before any write rather than between the two tables' writes.
-            faust_internals.verify_writable(table, msg.topic)
+            faust_internals.verify_writable(table, topic)
         sensor_state.store(history_table, decision.writes)
         if decision.record["revision"]:
             status.inc("revisions")
@@ -205,12 +233,7 @@ class StreamProcessor:
         summary = location_summary(self.summaries.get(loc), decision.record)
         if summary is not None:  # None: an older (backfilled) value, the latest stays
             self.summaries.put(partition, loc, summary)
-        line = orjson.dumps(decision.record) + b"\n"
-        try:
-            await sink.write(partition, offset, line, self._acker(event), generation=generation)
-        except SinkClosed:
-            # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
-            status.inc("handed_over")
+        return orjson.dumps(decision.record) + b"\n"
 
     def flush_summaries(self, event: EventT) -> None:
         """Write the partition's pending location summaries when its burst is over (or they are 1 s old)."""

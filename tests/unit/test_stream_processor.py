@@ -62,15 +62,28 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> No
             await test_agent.put(b"not json at all", key=b"1", partition=0)
             await test_agent.put(encode(measurement(902, hour, value=-999.0))[1], key=b"90", partition=0)
             await test_agent.put(encode(measurement(903, hour, value=33.0))[1], key=b"90", partition=0)
+            # One location's measurements in one message: each decided on its own, written together.
+            batch = [
+                measurement(904, hour, value=1.0, location_id=91),
+                measurement(905, hour, value=2.0, location_id=91),
+                measurement(904, hour, value=1.0, location_id=91),  # a second copy in the same message
+                {"sensor_id": "x"},  # a bad element: dead-lettered alone
+                measurement(901, hour, value=20.0, location_id=90),  # under location 91's key: key_mismatch
+            ]
+            await test_agent.put(json.dumps(batch).encode(), key=b"91", partition=0)
+            await test_agent.put(json.dumps(batch[:2]).encode(), key=b"91", partition=0)  # the whole repeat
             await stream.sink.close()
 
     asyncio.run(go())
     records = lines(settings.output_dir)
-    assert [(r["sensor_id"], r["value"]) for r in records] == [(901, 20.0), (903, 33.0)]
+    assert [(r["sensor_id"], r["value"]) for r in records] == [(901, 20.0), (903, 33.0), (904, 1.0), (905, 2.0)]
     status = rt.status
-    assert status.counters["duplicates"] == 2 and status.counters["written"] == 2
+    assert status.counters["duplicates"] == 5 and status.counters["written"] == 4
     assert status.filtered["sentinel"] == 1
-    assert sent_dead_letters and json.loads(sent_dead_letters[0])["reason"].startswith("not_json")
+    reasons = [json.loads(x)["reason"] for x in sent_dead_letters]
+    assert reasons[0].startswith("not_json") and len(reasons) == 3
+    assert reasons[1].startswith("wrong_schema") and "(element 3)" in reasons[1]
+    assert reasons[2].startswith("key_mismatch")
     assert stream.summaries.get("90")["parameters"]["pm25"]["value"] == 33.0
 
 
