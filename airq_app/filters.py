@@ -40,10 +40,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
 from airq_app.indices import IndexConfig
+from airq_app.selection import Selection
 from airq_app.timeutil import utc_seconds
 
 DEFAULT_PARAMETERS: tuple[str, ...] = ("pm25", "pm10", "o3", "no2", "so2", "co")
@@ -77,6 +79,11 @@ class FilterConfig:
     bbox: tuple[float, float, float, float] | None = None  # (min lon, min lat, max lon, max lat)
     stuck_hours: int = 6
     indices: IndexConfig = field(default_factory=IndexConfig)  # which national index a record gets (`indices`)
+
+    @cached_property
+    def selection(self) -> Selection:
+        """The parameters, countries and bbox as the pipeline's one selection rule (`airq_app.selection`)."""
+        return Selection(frozenset(self.parameters), frozenset(self.countries), self.bbox, frozenset())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> FilterConfig:
@@ -164,20 +171,10 @@ def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfi
     `normalised_value` is the value in the output unit (`units.normalise`), None when the unit is unknown.
     `now` must be timezone-aware (naive is taken as UTC).
     """
+    outside = cfg.selection.reason(m)
+    if outside is not None:
+        return outside
     parameter = m.get("parameter")
-    if parameter not in cfg.parameters:
-        return "parameter_not_allowed"
-    if cfg.countries:
-        country = m.get("country")
-        if not isinstance(country, str) or country.upper() not in cfg.countries:
-            return "country"
-    if cfg.bbox is not None:
-        lon, lat = m.get("longitude"), m.get("latitude")
-        if lon is None or lat is None:
-            return "bbox"
-        min_lon, min_lat, max_lon, max_lat = cfg.bbox
-        if not (min_lon <= lon <= max_lon and min_lat <= lat <= max_lat):
-            return "bbox"
     when = utc_seconds(m["datetime_utc"])
     now_s = (now.replace(tzinfo=UTC) if now.tzinfo is None else now).timestamp()
     if when > now_s + cfg.max_future_skew_s:
