@@ -100,7 +100,10 @@ class JsonLinesSink:
 
         Waits as long as another worker holds the partition (it lets go within `close_timeout_s` of its
         revocation, or the kernel does when it dies); `waiting_for` shows the wait. Cancelling the caller ends
-        the wait, and so does `close_partition` or `close` (SinkClosed); `wait_s` bounds it (TimeoutError).
+        the wait, and `wait_s` bounds it (TimeoutError). When the partition is given up meanwhile
+        (`close_partition` or `close`, e.g. a stop during a rebalance), the open ends without taking the
+        partition and returns the finished offset as far as it can be read: a durable position, never ahead of
+        the output, so committing after it is safe; writes to the partition are then refused.
         """
         lock = self._lock(partition)
         while True:
@@ -118,11 +121,18 @@ class JsonLinesSink:
             self._open_cancelled.discard(partition)
             try:
                 fd = await self._take_lock(partition, wait_s)
+                if fd is None:
+                    log.info("airq: partition %d given up before its output was free; not taken", partition)
+                    return await asyncio.to_thread(self._peek_finished, partition)
                 try:
                     finished = await self._recover(partition)
                 except BaseException:
                     _unlock(fd)
                     raise
+                if finished is None or partition in self._open_cancelled:
+                    _unlock(fd)
+                    log.info("airq: partition %d given up while it was being opened; not taken", partition)
+                    return -1 if finished is None else finished
             finally:
                 self._opening.discard(partition)
                 self._open_cancelled.discard(partition)
@@ -132,7 +142,8 @@ class JsonLinesSink:
         finally:
             lock.release()
 
-    async def _take_lock(self, partition: int, wait_s: float | None) -> int:
+    async def _take_lock(self, partition: int, wait_s: float | None) -> int | None:
+        """The locked descriptor of the partition's lock file; None if the partition is given up meanwhile."""
         deadline = None if wait_s is None else time.monotonic() + wait_s
         path = self.state_dir / f"partition-{partition:05d}.lock"
         started = time.monotonic()
@@ -157,7 +168,9 @@ class JsonLinesSink:
                     log.warning("airq: partition %d: %s; waiting", partition, reason)
                 self.waiting_for[partition] = reason
                 if partition in self._open_cancelled:
-                    raise SinkClosed(f"partition {partition} was given up before its output was free")
+                    if fd is not None:
+                        os.close(fd)
+                    return None
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"partition {partition} output lock not released in {wait_s:.0f} s")
                 await asyncio.sleep(LOCK_POLL_S)
@@ -166,7 +179,8 @@ class JsonLinesSink:
                 os.close(fd)
             raise
 
-    async def _recover(self, partition: int) -> int:
+    async def _recover(self, partition: int) -> int | None:
+        """The partition's finished offset (see `recovery`); None if it is given up while storage errors last."""
         while True:
             try:
                 finished, warnings = await asyncio.to_thread(
@@ -177,13 +191,20 @@ class JsonLinesSink:
                 if self.waiting_for.get(partition) != reason:
                     log.warning("airq: partition %d: %s; retrying", partition, reason)
                 self.waiting_for[partition] = reason
+                if partition in self._open_cancelled:
+                    return None
                 await asyncio.sleep(RETRY_S)
                 continue
             for warning in warnings:
                 self.log_limiter.log(logging.WARNING, warning, "%s", warning)
-            if partition in self._open_cancelled:
-                raise SinkClosed(f"partition {partition} was given up while it was being opened")
             return finished
+
+    def _peek_finished(self, partition: int) -> int:
+        """The finished offset read without owning the partition (nothing deleted); -1 if unreadable."""
+        try:
+            return recover_partition(self.output_dir, self.state_dir, partition, delete_unfinished=False)[0]
+        except OSError:
+            return -1
 
     def finished_offset(self, partition: int) -> int:
         state = self.partitions.get(partition)

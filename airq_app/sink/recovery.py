@@ -53,8 +53,12 @@ def _is_day(name: str) -> bool:
     return True
 
 
-def recover_partition(output_dir: Path, state_dir: Path, partition: int) -> tuple[int, list[str]]:
+def recover_partition(
+    output_dir: Path, state_dir: Path, partition: int, delete_unfinished: bool = True
+) -> tuple[int, list[str]]:
     """Finished offset of `partition`, after deleting the in-progress files a dead writer left.
+
+    `delete_unfinished=False`: only read (the caller does not own the partition).
 
     Returns the offset (-1 when nothing is finished) and the warnings to log. Raises OSError only when a day
     directory cannot be read: its finished files might be missed, and the partition written twice.
@@ -84,7 +88,7 @@ def recover_partition(output_dir: Path, state_dir: Path, partition: int) -> tupl
                     warnings.append(f"airq: ignoring {entry.path}: named like an output file but not a regular file")
                 elif m is not None:
                     finished = max(finished, int(m.group(3)))
-                else:
+                elif delete_unfinished:
                     # Never finished, never acknowledged: its messages are replayed from Kafka.
                     try:
                         os.unlink(entry.path)

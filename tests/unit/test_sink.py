@@ -318,10 +318,11 @@ def test_close_partition_while_blocked_drops_the_unfinished_file_unacknowledged(
 
 
 def test_stop_while_blocked_returns_promptly_and_releases_every_partition(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = FaultyDisk(tmp_path, monkeypatch)
     acked: list[int] = []
+    caplog.set_level(logging.INFO, "airq.sink")
 
     async def go() -> None:
         sink = JsonLinesSink(tmp_path, "w1", max_bytes=len(line(0)) * 2, max_age_s=3600)
@@ -345,6 +346,9 @@ def test_stop_while_blocked_returns_promptly_and_releases_every_partition(
 
     asyncio.run(asyncio.wait_for(go(), 20))
     assert acked == [] and not list(tmp_path.rglob("*.inprogress")) and finished(tmp_path) == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("dropped the unfinished file" in m for m in messages) == 2
+    assert not any("writable again" in m for m in messages)  # it was not: its partitions were given up
 
 
 def test_close_gives_a_hanging_finish_one_bounded_attempt(tmp_path: Path) -> None:
@@ -398,13 +402,52 @@ def test_open_partition_waits_for_the_lock_without_a_deadline_and_can_be_cancell
         await asyncio.sleep(0.3)
         await a.close_partition(4)
         assert await asyncio.wait_for(waiter, 5) == -1 and b.owns(4) and b.waiting_for == {}
-        # Stopping while a partition is still awaited ends that wait instead of hanging the stop.
+        # Stopping while a partition is still awaited ends that wait instead of hanging the stop, without an
+        # error (the caller is an assignment handler, where an exception crashes the worker) and without
+        # taking the partition: the open returns the durable finished offset.
+        await b.write(4, 0, line(0), lambda: None)
+        await b.close_partition(4)
+        await b.open_partition(4)
         waiter = asyncio.create_task(a.open_partition(4))
         await asyncio.sleep(0.3)
         await asyncio.wait_for(a.close(), 2)
+        assert await asyncio.wait_for(waiter, 2) == 0
+        assert not a.owns(4) and a.partitions == {} and a.waiting_for == {}
         with pytest.raises(SinkClosed):
-            await asyncio.wait_for(waiter, 2)
+            await a.write(4, 1, line(1), lambda: None)
         await b.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+
+
+def test_a_stop_during_an_open_neither_fails_nor_keeps_the_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust may run the stop while an assignment handler still opens partitions: an exception there crashes
+    the worker, and a partition opened after the stop would stay locked."""
+    import airq_app.sink.core as core
+
+    real_recover = core.recover_partition
+
+    def slow_recover(*args: object, **kwargs: object) -> tuple[int, list[str]]:
+        time.sleep(0.5)
+        return real_recover(*args, **kwargs)  # type: ignore[arg-type]
+
+    day = tmp_path / "date=2026-11-24"
+    day.mkdir()
+    (day / "part-00001-000000000000-000000000007.jsonl").write_bytes(line(0))
+    monkeypatch.setattr(core, "recover_partition", slow_recover)
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1")
+        opening = asyncio.create_task(sink.open_partition(1))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(sink.close(), 2)
+        assert await asyncio.wait_for(opening, 2) == 7
+        assert not sink.owns(1) and sink.partitions == {}
+        other = JsonLinesSink(tmp_path, "w2")
+        assert await other.open_partition(1, wait_s=1) == 7  # the lock was let go
+        await other.close()
 
     asyncio.run(asyncio.wait_for(go(), 20))
 
