@@ -213,6 +213,7 @@ class Consumer(aiokafka_driver.Consumer):
 
 # -- The producer: idempotent, replicated topics, and a buffer that outlives a Kafka outage ------------------------
 
+SEND_RETRY_FIRST_DELAY_S = 0.5
 SEND_RETRY_MAX_DELAY_S = 10.0
 STOP_GRACE_S = 15.0  # a stopping worker waits this long for undelivered messages while Kafka is unreachable
 
@@ -233,7 +234,7 @@ class RetryingProducerBuffer(ProducerBuffer):
     stall_reason: str | None = None
 
     async def _send_pending(self, fut: FutureMessage) -> None:
-        delay = 0.5
+        delay = SEND_RETRY_FIRST_DELAY_S
         while True:
             try:
                 await fut.message.channel.publish_message(fut, wait=False)
