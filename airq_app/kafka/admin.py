@@ -96,7 +96,11 @@ async def _waiting_server(bind: str, port: int, reason: list[str]) -> web.AppRun
 
 
 async def wait_until(
-    attempt: Callable[[], Awaitable[str | None]], bind: str, port: int, max_delay: float = 30.0
+    attempt: Callable[[], Awaitable[str | None]],
+    bind: str,
+    port: int,
+    max_delay: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Run `attempt` until it returns None; after each failure log its one-line reason, serve it as the 503 reason
     of /airq/ready, and retry with exponential backoff (1 s doubling up to `max_delay`)."""
@@ -110,7 +114,7 @@ async def wait_until(
         while reason is not None:
             holder[0] = reason
             log.error("airq: %s; retrying in %.0f s", reason, delay)
-            await asyncio.sleep(delay)
+            await sleep(delay)
             delay = min(delay * 2, max_delay)
             reason = await attempt()
     finally:
@@ -256,11 +260,12 @@ class BrokerProbe:
     """Checks every `interval` seconds that a bootstrap server still answers; `problem` says why not (for readiness).
 
     Faust's own clients retry quietly through an outage, so without this a worker whose cluster is gone would still
-    call itself ready. A change of state is logged once (WARNING when lost, INFO when back).
+    call itself ready. A problem counts once two checks in a row failed (one slow answer on a busy machine is not
+    an outage); a change of state is logged once (WARNING when lost, INFO when back).
     """
 
     def __init__(
-        self, bootstrap: list[str], security: KafkaSecurity, interval: float = 5.0, timeout: float = 5.0
+        self, bootstrap: list[str], security: KafkaSecurity, interval: float = 5.0, timeout: float = 10.0
     ) -> None:
         self.bootstrap = bootstrap
         self.security = security
@@ -268,10 +273,13 @@ class BrokerProbe:
         self.timeout = timeout
         self.problem: str | None = None
         self.since: float | None = None
+        self._failed = 0
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> str | None:
-        problem = await broker_problem(self.bootstrap, self.security, self.timeout)
+        found = await broker_problem(self.bootstrap, self.security, self.timeout)
+        self._failed = self._failed + 1 if found else 0
+        problem = found if self._failed >= 2 else None
         if problem and not self.problem:
             self.since = time.time()
             log.warning("airq: Kafka unreachable: %s", problem)
