@@ -90,7 +90,12 @@ def metadata_brokers(bootstrap: str, security: KafkaSecurity | None = None, time
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id (22 URL-safe base64 characters) that does not start with "-": the storage tool's
+    argument parser would take such an id for an option (Kafka's own Uuid.randomUuid() avoids them too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _properties(values: Mapping[str, str]) -> str:
