@@ -156,7 +156,7 @@ async def ensure_topics(
     every partition: a table refuses writes while its changelog shows fewer partitions than its source topic. A topic
     that already exists with another partition count, or with fewer copies than configured, is reported with one
     ERROR line: keys would land on other partitions than the tables expect, or one lost broker could lose writes.
-    Raises `KafkaConfigError` when the configured factor cannot be met by the cluster.
+    Raises `KafkaConfigError` when a topic has to be created and the cluster cannot meet the configured factor.
     """
     security = security or KafkaSecurity()
     admin = AIOKafkaAdminClient(
@@ -166,12 +166,17 @@ async def ensure_topics(
     try:
         cluster = await admin.describe_cluster()
         brokers = len(cluster.get("brokers") or [])
-        factor, min_insync = replication_plan(brokers, replication_factor, min_insync_replicas)
         existing = set(await admin.list_topics())
+        missing = [name for name in topics if name not in existing]
+        if missing:
+            factor, min_insync = replication_plan(brokers, replication_factor, min_insync_replicas)
+        else:
+            # Nothing to create: a broker that is down right now must not keep a restarting worker from starting.
+            factor = replication_factor or min(3, max(brokers, 1))
+            min_insync = min_insync_replicas or min(2, factor)
         created = []
-        for name, spec in topics.items():
-            if name in existing:
-                continue
+        for name in missing:
+            spec = topics[name]
             configs = {"min.insync.replicas": str(min_insync), **spec.configs}
             try:
                 response = await admin.create_topics([NewTopic(name, spec.partitions, factor, topic_configs=configs)])

@@ -3,8 +3,8 @@
 - Every topic a worker creates, or makes Faust create, gets 3 copies and `min.insync.replicas=2`; a topic that exists
   with fewer copies is reported in one ERROR line; AIRQ_KAFKA_REPLICATION_FACTOR overrides the automatic choice.
 - Two processing workers keep writing every measurement exactly once while one broker is SIGKILLed, restarted after
-  30 s, and another is SIGKILLed for good; SIGTERM still stops both promptly. The failover time (SIGKILL to the next
-  record written, and to every partition writing again) is printed.
+  30 s, and another is SIGKILLed for good (a third worker joins meanwhile); SIGTERM still stops each promptly. The
+  failover time (SIGKILL to the next record written, and to every partition writing again) is printed.
 
 The cluster starts once for the module (about 10 s on 2 cores); the second test leaves one node dead, so it runs last.
 """
@@ -276,6 +276,11 @@ def test_broker_sigkills_with_two_workers_lose_and_duplicate_nothing(cluster: Cl
     first2, full2, markers2 = _timed_failover(p, cluster, second_victim, 2)
     expected |= markers2
     print(f"SIGKILL node {second_victim} (left dead): first record after {first2:.1f} s, all after {full2:.1f} s")
+
+    # A worker that starts while a broker is down for good, with the replication factor set explicitly to 3:
+    # its topics exist, so the missing broker does not keep it from joining.
+    late = p.worker("c", role="process", AIRQ_KAFKA_REPLICATION_FACTOR="3").start()
+    workers.append(late)
 
     feeder.join(timeout=300)
     assert not errors, f"feeding failed: {errors[0]!r}"
