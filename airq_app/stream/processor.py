@@ -324,13 +324,13 @@ class StreamProcessor:
         )
 
     async def on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        for tp in sorted(revoked):
-            if tp.topic != self.topics.names.measurements:
-                continue
-            self.cursor.close(tp.partition)
+        partitions = sorted(tp.partition for tp in revoked if tp.topic == self.topics.names.measurements)
+        for partition in partitions:
+            self.cursor.close(partition)
             try:
                 # Before the files are finished: finishing flushes the changelog, summaries included.
-                self.summaries.hand_over(tp.partition)
+                self.summaries.hand_over(partition)
             except Exception as exc:
-                log.warning("airq: location summaries of partition %d not handed over: %s", tp.partition, exc)
-            await self.sink.close_partition(tp.partition)
+                log.warning("airq: location summaries of partition %d not handed over: %s", partition, exc)
+        # All at once: a blocked output gives every partition up within one bounded attempt, not one each.
+        await self.sink.close_partitions(partitions)
