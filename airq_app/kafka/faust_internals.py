@@ -23,8 +23,9 @@ must then be checked against the new Faust before the pin moves.
   factor and `min.insync.replicas` (`create_topic`), and its message buffer (`ProducerBuffer._send_pending`, the
   loop that sends table updates to their changelogs) retrying a send the producer cannot take yet instead of letting
   the exception end the buffer's task, which stops the whole worker. aiokafka internals used: the accumulator's
-  batch expiry (`_message_accumulator._batch_ttl`, expiry switched off so that an outage fails no changelog batch)
-  and `fail_all` (to give up when the worker stops while Kafka is unreachable).
+  batch expiry (`_message_accumulator._batch_ttl`, switched off so that an outage fails no changelog batch), and
+  the sender task (cancelled to give up, after `STOP_GRACE_S`, when the worker stops while Kafka is unreachable:
+  Faust's flush at stop would wait for ever).
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class Consumer(aiokafka_driver.Consumer):
 
 SEND_RETRY_FIRST_DELAY_S = 0.5
 SEND_RETRY_MAX_DELAY_S = 10.0
-STOP_GRACE_S = 15.0  # a stopping worker waits this long for undelivered messages while Kafka is unreachable
+STOP_GRACE_S = 10.0  # a stopping worker waits this long for undelivered messages while Kafka is unreachable
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -228,24 +229,26 @@ def _retriable(exc: BaseException) -> bool:
 
 class RetryingProducerBuffer(ProducerBuffer):
     """Faust's buffer of table updates; a send the producer cannot take (its request timeout ran out during an
-    outage) is retried in order with backoff, where Faust's task would raise and stop the worker."""
+    outage) is retried in order with backoff, where Faust's task would raise and stop the worker. Once the stopping
+    worker has given up on Kafka (`abandoned`), what is left fails at once instead of being tried."""
 
     stalled_since: float | None = None
     stall_reason: str | None = None
+    abandoned: bool = False
 
     async def _send_pending(self, fut: FutureMessage) -> None:
         delay = SEND_RETRY_FIRST_DELAY_S
         while True:
+            if self.abandoned:
+                self._give_up(fut, KafkaConnectionError("the worker stopped with Kafka unreachable"))
+                return
             try:
                 await fut.message.channel.publish_message(fut, wait=False)
             except Exception as exc:
                 if not _retriable(exc):
                     raise
-                app = self.app
-                if self.should_stop or (app is not None and app.should_stop and self._stalled_for() > STOP_GRACE_S):
-                    log.error("airq: a table update was not sent before the worker stopped: %s", exc)
-                    if not fut.done():
-                        fut.set_exception(exc)
+                if self.abandoned or self.should_stop:
+                    self._give_up(fut, exc)
                     return
                 if self.stalled_since is None:
                     self.stalled_since = time.monotonic()
@@ -257,8 +260,11 @@ class RetryingProducerBuffer(ProducerBuffer):
             self.stalled_since = self.stall_reason = None
             return
 
-    def _stalled_for(self) -> float:
-        return time.monotonic() - self.stalled_since if self.stalled_since is not None else 0.0
+    @staticmethod
+    def _give_up(fut: FutureMessage, exc: BaseException) -> None:
+        if not fut.done():
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: nobody waits for a table update's delivery, asyncio need not warn
 
 
 class Producer(aiokafka_driver.Producer):
@@ -273,7 +279,7 @@ class Producer(aiokafka_driver.Producer):
         super().__init__(*args, **kwargs)
         buffer = RetryingProducerBuffer(loop=self.loop, beacon=self.beacon)
         buffer.app = self.app
-        self.buffer = buffer
+        self.buffer: RetryingProducerBuffer = buffer
 
     def _settings_extra(self) -> Mapping[str, Any]:
         # acks=all comes from the app's producer_acks=-1; with idempotence a retried batch is written once and the
@@ -288,21 +294,50 @@ class Producer(aiokafka_driver.Producer):
         if producer is not None:
             producer._message_accumulator._batch_ttl = math.inf
 
+    async def flush(self) -> None:
+        """Faust's flush; while the worker stops, at most `STOP_GRACE_S` (Faust's waits for ever without Kafka)."""
+        if not self.app.should_stop:
+            await super().flush()
+            return
+        if self.buffer.abandoned:
+            return
+        try:
+            await asyncio.wait_for(super().flush(), STOP_GRACE_S)
+        except TimeoutError:
+            await self.abandon()
+
     async def on_stop(self) -> None:
-        producer = self._producer
-        if producer is not None and self.undelivered():
+        if self._producer is not None and self.undelivered() and not self.buffer.abandoned:
             try:
-                await asyncio.wait_for(asyncio.shield(producer.flush()), STOP_GRACE_S)
+                await asyncio.wait_for(asyncio.shield(self._producer.flush()), STOP_GRACE_S)
             except TimeoutError:
-                log.error(
-                    "airq: %d batches not delivered within %.0f s of stopping: Kafka unreachable; given up",
-                    self.undelivered(),
-                    STOP_GRACE_S,
-                )
-                producer._message_accumulator.fail_all(
-                    KafkaConnectionError("the worker stopped with Kafka unreachable")
-                )
+                await self.abandon()
         await super().on_stop()
+
+    async def abandon(self) -> None:
+        """Give up what Kafka has not taken by now: the worker is stopping and Kafka is unreachable.
+
+        Table updates not delivered belong to events whose output is not acknowledged either (the stream finishes
+        no file before its updates are delivered), so those events are processed again after the restart.
+        """
+        if self.buffer.abandoned:
+            return
+        log.error(
+            "airq: stopping with Kafka unreachable for %.0f s: %d queued table updates and %d unsent batches given up",
+            STOP_GRACE_S,
+            self.buffer.size,
+            self.undelivered(),
+        )
+        self.buffer.abandoned = True
+        producer = self._producer
+        if producer is None:
+            return
+        # Without its sender the aiokafka producer stops at once instead of flushing for ever; the batches it held
+        # stay undelivered (failing them instead trips over aiokafka's bookkeeping of retried batches).
+        sender = producer._sender.sender_task
+        if sender is not None and not sender.done():
+            sender.cancel()
+            await asyncio.wait([sender], timeout=STOP_GRACE_S)
 
     def undelivered(self) -> int:
         """Batches queued or in flight in aiokafka's accumulator."""
