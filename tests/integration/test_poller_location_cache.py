@@ -56,7 +56,9 @@ def run_cycle(tmp_path: Path, url: str) -> tuple[Poller, list[dict[str, Any]], d
     sent: list[dict[str, Any]] = []
 
     async def send(key: bytes, value: bytes) -> None:
-        sent.append(json.loads(value))
+        data = json.loads(value)  # one location's measurements
+        assert isinstance(data, list) and all(str(m["location_id"]).encode() == key for m in data)
+        sent.extend(data)
 
     poller = Poller(settings, WorkerStatus(), Metrics(), send, client=fast_client(url, max_retries=0))
     summary = asyncio.run(poller.poll_cycle())
