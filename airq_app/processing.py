@@ -93,7 +93,7 @@ def decide(
     writes: dict[str, dict[str, Any] | None] = {}
     new_history: dict[str, Any] | None = None
     if not replay:
-        # A replay changes nothing: the state already holds it (and perhaps later revisions of the same time).
+        # A new value (or revision): the state takes it.
         if revision == 0:
             recent = (recent + [value])[-STUCK_WINDOW:]
         new_history = dict(history)
@@ -113,6 +113,16 @@ def decide(
         writes[dedup.bucket_key(sensor, hour)] = dedup.with_revision(bucket, epoch, partition, offset, raw)
         for old in expired:
             writes[dedup.bucket_key(sensor, old)] = None
+    else:
+        # A replay changes nothing, but the state that accepted it is written again: the first time it went to this
+        # worker's RocksDB at once and to the changelog only later, and a SIGKILL in between leaves it on this disk
+        # alone. Its file must not be finished before the changelog holds it, or the partition's next owner would
+        # accept a later copy as new.
+        sensor = m["sensor_id"]
+        if history:
+            writes[str(sensor)] = history
+        if bucket is not None:
+            writes[dedup.bucket_key(sensor, dedup.hour_of(epoch))] = bucket
 
     aqi, basis, nowcast = transform.score(m["parameter"], value, unit, window)
     local = transform.local_index(m, unit, window, cfg.indices)
