@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 log = logging.getLogger("airq.election")
@@ -86,6 +87,8 @@ class PollerElection:
                 session_timeout_ms=int(self.session_timeout_s * 1000),
                 heartbeat_interval_ms=max(100, int(self.session_timeout_s * 1000 / 6)),
                 max_poll_interval_ms=60_000,
+                # Sticky: a worker joining or leaving does not move polling away from the worker doing it.
+                partition_assignment_strategy=(StickyPartitionAssignor,),
                 **self.client_kwargs,
             )
             self._consumer = consumer
@@ -151,4 +154,3 @@ async def describe_poller(
     finally:
         await admin.close()
     return None
-
