@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,23 @@ def topic_measurements(bootstrap: str, topic: str, timeout: float = 5.0) -> list
         data = json.loads(message.value)
         out.extend(data if isinstance(data, list) else [data])
     return out
+
+
+def output_counts(output_dir: Path) -> tuple[Counter[tuple[int, str]], int]:
+    """(sensor, time) counts over finished files, and the number of partial or invalid lines."""
+    seen: Counter[tuple[int, str]] = Counter()
+    bad = 0
+    for path in output_dir.rglob("*.jsonl"):
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            bad += 1
+        for line in data.splitlines():
+            try:
+                r = json.loads(line)
+                seen[(r["sensor_id"], r["datetime_utc"])] += 1
+            except (ValueError, KeyError):
+                bad += 1
+    return seen, bad
 
 
 def finished_records(output_dir: Path) -> list[dict[str, Any]]:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from airq_dev.harness import Pipeline, encode, measurement, produce, wait_for
+from airq_dev.harness import output_counts as read_output
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,23 +35,6 @@ def workload(seed: int = 7) -> tuple[list[tuple[bytes, bytes]], set[tuple[int, s
     # Repeats come a little later than their original, as a poller sends them on its next cycles.
     messages = messages[: len(distinct) // 2] + sorted(messages[len(distinct) // 2 :], key=lambda _: rng.random())
     return messages, {(m["sensor_id"], m["datetime_utc"]) for m in distinct}
-
-
-def read_output(output_dir: Path) -> tuple[Counter, int]:
-    """(sensor, time) counts over finished files, and the number of partial or invalid lines."""
-    seen: Counter = Counter()
-    bad = 0
-    for path in output_dir.rglob("*.jsonl"):
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            bad += 1
-        for line in data.splitlines():
-            try:
-                r = json.loads(line)
-                seen[(r["sensor_id"], r["datetime_utc"])] += 1
-            except (ValueError, KeyError):
-                bad += 1
-    return seen, bad
 
 
 def test_sigkill_chaos_leaves_every_measurement_exactly_once(kafka: str, tmp_path: Path) -> None:

@@ -12,11 +12,9 @@ The cluster starts once for the module (about 10 s on 2 cores); the second test 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from airq_dev.harness import Pipeline, create_topic, encode, free_port, measurement, produce, wait_for
+from airq_dev.harness import output_counts as read_output
 from airq_dev.kafka_cluster import Cluster
 from airq_dev.local_kafka import BrokerError
 
@@ -127,23 +126,6 @@ def workload(seed: int = 13) -> tuple[list[tuple[bytes, bytes]], set[tuple[int, 
     messages = [encode(m) for m in distinct] + [encode(m) for m in repeats]
     messages = messages[: len(distinct) // 2] + sorted(messages[len(distinct) // 2 :], key=lambda _: rng.random())
     return messages, {(m["sensor_id"], m["datetime_utc"]) for m in distinct}
-
-
-def read_output(output_dir: Path) -> tuple[Counter, int]:
-    """(sensor, time) counts over finished files, and the number of partial or invalid lines."""
-    seen: Counter = Counter()
-    bad = 0
-    for path in output_dir.rglob("*.jsonl"):
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            bad += 1
-        for line in data.splitlines():
-            try:
-                r = json.loads(line)
-                seen[(r["sensor_id"], r["datetime_utc"])] += 1
-            except (ValueError, KeyError):
-                bad += 1
-    return seen, bad
 
 
 def _timed_failover(p: Pipeline, cluster: Cluster, node_id: int, round_: int) -> tuple[float, float, set]:

@@ -11,13 +11,13 @@ import random
 import threading
 import time
 import urllib.request
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from airq_dev.harness import Pipeline, Worker, topic_measurements, wait_for
+from airq_dev.harness import output_counts as read_output
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,22 +29,6 @@ def advance(sim: SimulatorThread, hours: float) -> None:
         f"{sim.url}/_sim/clock", data=json.dumps({"advance_hours": hours}).encode(), method="POST"
     )
     urllib.request.urlopen(req, timeout=5).read()
-
-
-def read_output(output_dir: Path) -> tuple[Counter, int]:
-    seen: Counter = Counter()
-    bad = 0
-    for path in output_dir.rglob("*.jsonl"):
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            bad += 1
-        for line in data.splitlines():
-            try:
-                r = json.loads(line)
-                seen[(r["sensor_id"], r["datetime_utc"])] += 1
-            except (ValueError, KeyError):
-                bad += 1
-    return seen, bad
 
 
 def kept(messages: list[dict], max_age_h: float) -> set[tuple[int, str]]:
