@@ -107,7 +107,7 @@ def test_retention_passing_the_next_offset_does_not_stall_the_partition(kafka: s
     # The worker stops consuming (frozen, not dead: no rebalance) while 100 messages arrive and retention deletes
     # the first 60 of them.
     os.kill(worker.proc.pid, signal.SIGSTOP)
-    time.sleep(0.8)  # a fetch request already at the broker comes back empty (after its 0.5 s wait) first
+    time.sleep(1.7)  # a fetch already at the broker comes back empty first (Faust: fetch_max_wait_ms 1500)
     try:
         later = [encode(measurement(7100 + i, hour, value=2.0, location_id=70)) for i in range(100)]
         produce(p.bootstrap, p.topic, later)
