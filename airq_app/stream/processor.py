@@ -139,7 +139,6 @@ class StreamProcessor:
         partition, offset = msg.partition, msg.offset
         status, sink, cursor = self.status, self.sink, self.cursor
         status.inc("consumed")
-        status.positions[partition] = offset + 1
         generation = msg.generation_id
         if not (sink.owns(partition, generation) and cursor.owns(partition)):
             # Faust can deliver a partition's messages before the assignment handler has opened its output.
@@ -167,6 +166,8 @@ class StreamProcessor:
             if offset != await self.realign(msg.tp, expected):
                 return
         cursor.advance(partition, offset)
+        # Lag counts from here: a message delivered ahead of its partition's next offset is not processed yet.
+        status.positions[partition] = offset + 1
         try:
             items = parse_message(event.value)
         except InvalidMessage as exc:
