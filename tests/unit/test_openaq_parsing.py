@@ -1,4 +1,4 @@
-"""Pure OpenAQ helpers against real payloads (tests/data/openaq, copied from the shared samples)."""
+"""Pure OpenAQ helpers against real payloads (tests/data/openaq: OpenAQ documentation examples and SDK fixtures)."""
 
 from __future__ import annotations
 
