@@ -180,8 +180,25 @@ class Worker:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self._dump_stacks()
             self.proc.kill()
             return self.proc.wait()
+
+    def _dump_stacks(self) -> None:
+        """Append the Python stacks of a worker that did not stop to its log (py-spy, when installed)."""
+        spy = VENV_BIN / "py-spy"
+        if self.proc is None or not spy.exists():
+            return
+        with open(self.log_path, "ab") as log:
+            log.write(b"\n===== did not stop: py-spy dump =====\n")
+            log.flush()
+            subprocess.run(
+                [str(spy), "dump", "--locals", "--pid", str(self.proc.pid)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=30,
+                check=False,
+            )
 
     def kill(self) -> None:
         if self.alive():

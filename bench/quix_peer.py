@@ -2,8 +2,8 @@
 
 It is written as a user of Quix Streams would write it, with its defaults: a confluent-kafka consumer, the
 sensor's state in Quix's RocksDB store (with its own changelog topic), a `BatchingSink` appending JSON Lines per
-partition, at-least-once, a checkpoint every 5 s. Per message it calls airq's own `parse_measurement` and
-`processing.decide`, exactly as the hand-written baseline does, so that only the framework differs.
+partition, at-least-once, a checkpoint every 5 s. Per message it calls airq's own `parse_message` and
+`processing.decide` (per measurement), exactly as the hand-written baseline does, so that only the framework differs.
 
 State in Quix is scoped by the message key, which is the location; a sensor belongs to one location, so the
 sensor's history is kept under the sensor id inside its location's scope, without a repartition.
@@ -26,7 +26,7 @@ from quixstreams.sinks import BatchingSink, SinkBatch
 from airq_app import dedup
 from airq_app.filters import FilterConfig
 from airq_app.processing import decide
-from airq_app.validation import InvalidMessage, parse_measurement, utc_seconds
+from airq_app.validation import InvalidMessage, parse_message, utc_seconds
 
 RETENTION_S = 8760 * 3600  # the bench's de-duplication window, as in the baseline
 CONFIG = FilterConfig(max_age_hours=8760)
@@ -35,27 +35,37 @@ VOLATILE = ("processed_at",)  # fields that differ between two correct runs
 
 def handle(
     value: bytes, state: State, source: dict[str, Any], cfg: FilterConfig = CONFIG, now: datetime | None = None
-) -> dict[str, Any] | None:
-    """The record to write for one raw message, or None (invalid, duplicate, filtered); updates the sensor's state
-    (its main entry and the bucket of the measurement's hour, `airq_app.dedup`) as `processing.decide_in` does."""
+) -> list[dict[str, Any]]:
+    """The records to write for one raw message (a measurement or a location's list of them), skipping invalid,
+    duplicate and filtered ones; updates each sensor's state (its main entry and the bucket of the measurement's
+    hour, `airq_app.dedup`) as `processing.decide_in` does."""
     try:
-        m = parse_measurement(value)
+        items = parse_message(value)
     except InvalidMessage:
-        return None
-    sensor = m["sensor_id"]
-    bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
-    d = decide(m, source, state.get(str(sensor)), cfg, RETENTION_S, now or datetime.now(UTC), bucket)
-    if d.outcome != "write":
-        return None
-    for key, new in d.writes.items():
-        if new is None:
-            state.delete(key)
-        else:
-            state.set(key, new)
-    return d.record
+        return []
+    when = now or datetime.now(UTC)
+    out: list[dict[str, Any]] = []
+    in_message: set[tuple[int, str]] = set()
+    for m in items:
+        if isinstance(m, InvalidMessage) or (m["sensor_id"], m["datetime_utc"]) in in_message:
+            continue
+        in_message.add((m["sensor_id"], m["datetime_utc"]))
+        sensor = m["sensor_id"]
+        bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
+        d = decide(m, source, state.get(str(sensor)), cfg, RETENTION_S, when, bucket)
+        if d.outcome != "write":
+            continue
+        for key, new in d.writes.items():
+            if new is None:
+                state.delete(key)
+            else:
+                state.set(key, new)
+        assert d.record is not None
+        out.append(d.record)
+    return out
 
 
-def process(value: bytes, state: State) -> dict[str, Any] | None:
+def process(value: bytes, state: State) -> list[dict[str, Any]]:
     """`handle` as a stateful Quix function: the source position comes from Quix's message context."""
     ctx = message_context()
     return handle(value, state, {"topic": ctx.topic, "partition": ctx.partition, "offset": ctx.offset})
@@ -95,7 +105,7 @@ def build(bootstrap: str, topic: str, out: Path, group: str) -> tuple[Applicatio
         loglevel="WARNING",
     )
     sdf = app.dataframe(app.topic(topic, value_deserializer="bytes"))
-    sdf = sdf.apply(process, stateful=True).filter(lambda record: record is not None)
+    sdf = sdf.apply(process, stateful=True, expand=True)
     sink = JsonLinesSink(out)
     sdf.sink(sink)
     return app, sink

@@ -1,15 +1,18 @@
 """Throughput: airq against a hand-written aiokafka loop doing the same work, on the real local broker.
 
-N realistic raw measurements (a share of them repeats) are pre-loaded into a topic; then
+N realistic raw measurements (a share of them repeats), one message per location and hour as the poller sends them
+(`--single`: one per measurement), are pre-loaded into a topic; then
 1. one airq worker (`faust -A airq_app worker`, a subprocess) runs until every distinct measurement is in
-   finished files: messages per second from its start, and its peak RSS;
-2. the baseline: one aiokafka consumer, batches of up to 2,000, the same pure functions (`parse_measurement`,
+   finished files: measurements per second from its start, and its peak RSS;
+2. the baseline: one aiokafka consumer, batches of up to 2,000, the same pure functions (`parse_message`,
    `processing.decide`), the same per-sensor state in RocksDB (rocksdict), JSON Lines written per partition and
    renamed when done, offsets committed after the write; measured the same way, in its own process;
 3. the same job in Quix Streams (`bench/quix_peer.py`), on the baseline's topic, in its own process; its files
    are checked record by record against the baseline's.
 
     python -m bench.throughput --messages 1000000 --repeats 0.2
+
+Every figure counts measurements per second.
 """
 
 from __future__ import annotations
@@ -56,27 +59,50 @@ class PeakRss(threading.Thread):
             time.sleep(0.5)
 
 
-def workload(n: int, repeats: float, sensors: int = 10_000, seed: int = 5) -> tuple[list[tuple[bytes, bytes]], int]:
+def workload(
+    n: int, repeats: float, sensors: int = 10_000, seed: int = 5, per_location: bool = True
+) -> tuple[list[tuple[bytes, bytes]], int]:
+    """About `n` measurements (a share `repeats` of them sent again) as Kafka messages keyed by location, and how
+    many distinct measurements they hold. Five sensors share a location and report hourly, newest hour first.
+
+    `per_location`: one message per location and hour holding its sensors' measurements, as the poller sends them;
+    otherwise one message per measurement. A repeated message is a location's poll sent again."""
     rng = random.Random(seed)
     distinct = int(n * (1 - repeats))
     top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    rows = []
+    groups: list[list[dict[str, Any]]] = []
     for i in range(distinct):
         sensor = 100_000 + i % sensors
         when = top - timedelta(hours=i // sensors)  # hourly, newest first: every (sensor, time) once
-        m = measurement(
-            sensor, when.strftime("%Y-%m-%dT%H:%M:%SZ"), value=round(rng.uniform(1, 90), 1), location_id=sensor // 5
-        )
-        rows.append((str(m["location_id"]).encode(), orjson.dumps(m)))
-    rows += [rows[rng.randrange(distinct)] for _ in range(n - distinct)]
-    head, tail = rows[: distinct // 2], rows[distinct // 2 :]
+        when_s = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        m = measurement(sensor, when_s, value=round(rng.uniform(1, 90), 1), location_id=sensor // 5)
+        last = groups[-1] if groups else None
+        same = last is not None and last[0]["location_id"] == m["location_id"] and last[0]["datetime_utc"] == when_s
+        if per_location and last is not None and same:
+            last.append(m)
+        else:
+            groups.append([m])
+    rows = [(str(g[0]["location_id"]).encode(), orjson.dumps(g if per_location else g[0])) for g in groups]
+    size = [len(g) for g in groups]
+    total = distinct
+    while total < n:
+        i = rng.randrange(len(groups))
+        rows.append(rows[i])
+        total += size[i]
+    head, tail = rows[: len(groups) // 2], rows[len(groups) // 2 :]
     rng.shuffle(tail)
     return head + tail, distinct
 
 
+def measurements_in(messages: list[tuple[bytes, bytes]]) -> int:
+    """How many measurements the messages hold (a message is one measurement or a list of them)."""
+    return sum(value.count(b'"sensor_id"') for _key, value in messages)
+
+
 def bench_airq(
-    bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], distinct: int, workers: int = 1
+    bootstrap: str, base: Path, messages: list[tuple[bytes, bytes]], n: int, distinct: int, workers: int = 1
 ) -> dict[str, Any]:
+    """`workers` airq workers on a topic holding `messages` (`n` measurements) until `distinct` are written."""
     p = Pipeline(
         base / f"airq-{workers}",
         bootstrap,
@@ -102,7 +128,7 @@ def bench_airq(
             peak.running = False
         p.stop_all()
     return {
-        "msgs_per_s": round(len(messages) / elapsed),
+        "msgs_per_s": round(n / elapsed),
         "elapsed_s": round(elapsed, 1),
         "peak_rss_mb": round(max(peak.peak for peak in peaks)),
     }
@@ -119,39 +145,47 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
     result.update(asyncio.run(_baseline(bootstrap, topic, Path(out), distinct)))
 
 
-def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> dict[str, Any] | None:
-    """The baseline's work on one message: the record to write, or None. `db` maps state keys (the sensor's main
-    entry, its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
-    `decide` is called as `processing.decide_in` calls it."""
+def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> list[dict[str, Any]]:
+    """The baseline's work on one message: the records to write. `db` maps state keys (the sensor's main entry,
+    its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
+    `decide` is called as `processing.decide_in` calls it, for each measurement of the message."""
     from airq_app import dedup
     from airq_app.processing import decide
-    from airq_app.validation import InvalidMessage, parse_measurement, utc_seconds
+    from airq_app.validation import InvalidMessage, parse_message, utc_seconds
 
     try:
-        m = parse_measurement(value)
+        items = parse_message(value)
     except InvalidMessage:
-        return None
-    sensor = m["sensor_id"]
-    raw = db.get(str(sensor).encode())
-    raw_bucket = db.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))).encode())
-    d = decide(
-        m,
-        source,
-        orjson.loads(raw) if raw is not None else None,
-        cfg,
-        8760 * 3600,
-        now,
-        orjson.loads(raw_bucket) if raw_bucket is not None else None,
-    )
-    if d.outcome != "write":
-        return None
-    for key, state in d.writes.items():
-        if state is None:
-            with contextlib.suppress(KeyError):  # an Rdict deletes an absent key quietly, a dict raises
-                del db[key.encode()]
-        else:
-            db[key.encode()] = orjson.dumps(state)
-    return d.record
+        return []
+    out: list[dict[str, Any]] = []
+    in_message: set[tuple[int, str]] = set()
+    for m in items:
+        if isinstance(m, InvalidMessage) or (m["sensor_id"], m["datetime_utc"]) in in_message:
+            continue
+        in_message.add((m["sensor_id"], m["datetime_utc"]))
+        sensor = m["sensor_id"]
+        raw = db.get(str(sensor).encode())
+        raw_bucket = db.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))).encode())
+        d = decide(
+            m,
+            source,
+            orjson.loads(raw) if raw is not None else None,
+            cfg,
+            8760 * 3600,
+            now,
+            orjson.loads(raw_bucket) if raw_bucket is not None else None,
+        )
+        if d.outcome != "write":
+            continue
+        for key, state in d.writes.items():
+            if state is None:
+                with contextlib.suppress(KeyError):  # an Rdict deletes an absent key quietly, a dict raises
+                    del db[key.encode()]
+            else:
+                db[key.encode()] = orjson.dumps(state)
+        assert d.record is not None
+        out.append(d.record)
+    return out
 
 
 async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dict[str, Any]:
@@ -184,8 +218,7 @@ async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dic
                 lines = []
                 for r in records:
                     source = {"topic": tp.topic, "partition": tp.partition, "offset": r.offset}
-                    record = baseline_step(db, r.value, source, cfg, now)
-                    if record is not None:
+                    for record in baseline_step(db, r.value, source, cfg, now):
                         lines.append(orjson.dumps(record) + b"\n")
                 if lines:
                     f = files.get(tp.partition)
@@ -290,21 +323,26 @@ def messages_in(bootstrap: str, prefix: str) -> int:
     return asyncio.run(go())
 
 
-def run(bootstrap: str, n: int, repeats: float, scale: bool = True) -> dict[str, Any]:
+def run(bootstrap: str, n: int, repeats: float, scale: bool = True, per_location: bool = True) -> dict[str, Any]:
+    """All three on the same workload; every `*_msgs_per_s` counts measurements per second, whatever the messages
+    carry (one location's measurements of an hour per message with `per_location`, as the poller sends them)."""
     base = Path(tempfile.mkdtemp(prefix="airq-bench-"))
     try:
-        messages, distinct = workload(n, repeats)
-        airq = bench_airq(bootstrap, base, messages, distinct)
+        messages, distinct = workload(n, repeats, per_location=per_location)
+        total = measurements_in(messages)
+        airq = bench_airq(bootstrap, base, messages, total, distinct)
         topic = load_topic(bootstrap, messages)
-        baseline = bench_baseline(bootstrap, topic, base / "baseline", n, distinct)
-        quix = bench_quix(bootstrap, topic, base / "quix", n, distinct, base / "baseline")
-        two = bench_airq(bootstrap, base, messages, distinct, workers=2) if scale else None
+        baseline = bench_baseline(bootstrap, topic, base / "baseline", total, distinct)
+        quix = bench_quix(bootstrap, topic, base / "quix", total, distinct, base / "baseline")
+        two = bench_airq(bootstrap, base, messages, total, distinct, workers=2) if scale else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
     scaled = {"airq_2_workers_msgs_per_s": two["msgs_per_s"], "airq_2_workers_peak_rss_mb": two["peak_rss_mb"]}
     return {
         **(scaled if two else {}),
-        "messages": n,
+        "messages": total,
+        "kafka_messages": len(messages),
+        "layout": "per_location" if per_location else "single",
         "distinct": distinct,
         "airq_msgs_per_s": airq["msgs_per_s"],
         "airq_peak_rss_mb": airq["peak_rss_mb"],
@@ -323,8 +361,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=float, default=0.2)
     parser.add_argument("--broker", default="127.0.0.1:9092")
+    parser.add_argument("--single", action="store_true", help="one measurement per message")
+    parser.add_argument("--one-worker", action="store_true", help="skip the two-worker run")
     args = parser.parse_args()
-    print(json.dumps(run(args.broker, args.messages, args.repeats)))
+    print(json.dumps(run(args.broker, args.messages, args.repeats, not args.one_worker, not args.single)))
 
 
 if __name__ == "__main__":

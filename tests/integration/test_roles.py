@@ -136,7 +136,7 @@ def test_ingest_and_processing_workers_killed_over_and_over_write_everything_onc
 
         wait_for(lambda: written_all() is True, 300, interval=2, what="every served measurement in the files")
         for w in process:
-            assert w.stop() == 0
+            assert w.stop() == 0, w.log_tail(150)
         seen, bad = read_output(p.output_dir)
         duplicated = {k: n for k, n in seen.items() if n > 1}
         print(

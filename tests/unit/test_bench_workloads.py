@@ -8,16 +8,28 @@ import orjson
 import pytest
 
 from bench.state import measurements
-from bench.throughput import workload
+from bench.throughput import measurements_in, workload
 
 pytestmark = pytest.mark.unit
 
 
 def test_throughput_workload_counts_distinct_measurements_exactly() -> None:
-    rows, distinct = workload(5_000, 0.2, sensors=100)
+    rows, distinct = workload(5_000, 0.2, sensors=100, per_location=False)
     keys = [(m["sensor_id"], m["datetime_utc"]) for m in (orjson.loads(v) for _, v in rows)]
     assert len(rows) == 5_000
     assert len(set(keys)) == distinct == 4_000
+
+
+def test_per_location_workload_holds_a_location_hour_per_message() -> None:
+    rows, distinct = workload(5_000, 0.2, sensors=100)
+    messages = [orjson.loads(v) for _, v in rows]
+    assert all(isinstance(m, list) for m in messages)
+    for (key, _), items in zip(rows, messages, strict=True):
+        assert {(m["location_id"], m["datetime_utc"]) for m in items} == {(int(key), items[0]["datetime_utc"])}
+    keys = [(m["sensor_id"], m["datetime_utc"]) for items in messages for m in items]
+    assert len(set(keys)) == distinct == 4_000
+    assert 5_000 <= len(keys) < 5_005 and measurements_in(rows) == len(keys)
+    assert len({v for _, v in rows}) == 4_000 // 5
 
 
 def test_state_workload_is_hourly_per_sensor() -> None:
