@@ -132,18 +132,25 @@ async def hand_over(
 
 
 class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    #: How long the aiokafka consumer may take to stop (commit, leave the group) before its connections are closed.
+    stop_timeout_s = 15.0
+
     async def on_thread_stop(self) -> None:
-        """Faust's stop, except that a consumer whose rebalance callback was cut short still lets the worker stop.
+        """Faust's stop, except that a consumer whose rebalance callback was cut short, or whose stop does not
+        finish, still lets the worker stop.
 
         Faust stops the thread's method queue before the aiokafka consumer; a partition-assignment callback then
         waiting on that queue (airq's asks for the earliest offsets) is cancelled, the cancellation escapes
         `AIOKafkaConsumer.stop()`, the thread never signals its shutdown, and the worker waits Faust's 60 s
-        shutdown timeout before exiting. Here the stop finishes: the fetcher and the client are closed anyway.
+        shutdown timeout before exiting. A consumer stopping in the middle of a rebalance can also wait for its
+        join request for as long as the group's rebalance timeout, and the consumer's thread is not a daemon: the
+        process would not exit before it. Here the stop finishes within `stop_timeout_s`: the fetcher and the
+        client are closed anyway. Nothing is lost: offsets not committed are those of records processed again.
         """
         try:
-            await super().on_thread_stop()
+            await asyncio.wait_for(super().on_thread_stop(), self.stop_timeout_s)
         except (asyncio.CancelledError, Exception) as exc:
-            log.warning("airq: Kafka consumer stopped during a rebalance (%r); closing its connections", exc)
+            log.warning("airq: Kafka consumer did not stop cleanly (%r); closing its connections", exc)
             consumer = self._consumer
             if consumer is not None:
                 for part in (getattr(consumer, "_fetcher", None), getattr(consumer, "_client", None)):

@@ -1,13 +1,17 @@
-"""The consumer's hand-over of a message to the streams: inline when it need not wait, else raced as Faust does."""
+"""Faust internals airq replaces: the consumer's hand-over of a message to the streams (inline when it need not
+wait, else raced as Faust does), and a consumer stop that always ends."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import types
 from typing import Any
 
 import pytest
 from mode import Service
 
+from airq_app.kafka import faust_internals
 from airq_app.kafka.faust_internals import hand_over
 
 pytestmark = pytest.mark.unit
@@ -105,3 +109,35 @@ def test_rocksdb_info_log_is_bounded(tmp_path) -> None:
     from faust.stores import by_url
 
     assert by_url(faust_internals.register_bounded_rocksdb()) is faust_internals.BoundedLogStore
+
+
+class _Closable:
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_a_consumer_stop_that_does_not_finish_is_cut_short_and_its_connections_closed(monkeypatch: Any) -> None:
+    """aiokafka's stop can wait for a join request as long as the group's rebalance timeout; the worker's stop
+    must not (the consumer's thread is not a daemon: the process would not exit)."""
+    from faust.transport.drivers import aiokafka as aiokafka_driver
+
+    async def hangs(self: Any) -> None:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(aiokafka_driver.AIOKafkaConsumerThread, "on_thread_stop", hangs)
+    thread = object.__new__(faust_internals.ConsumerThread)
+    thread.stop_timeout_s = 0.2
+    fetcher, client = _Closable(), _Closable()
+    thread._consumer = types.SimpleNamespace(_fetcher=fetcher, _client=client)
+
+    async def stop() -> float:
+        started = time.monotonic()
+        await asyncio.wait_for(thread.on_thread_stop(), 5.0)
+        return time.monotonic() - started
+
+    took = asyncio.run(stop())
+    assert 0.2 <= took < 2.0
+    assert fetcher.closed and client.closed
