@@ -337,9 +337,13 @@ def run(bootstrap: str, n: int, repeats: float, scale: bool = True, per_location
         two = bench_airq(bootstrap, base, messages, total, distinct, workers=2) if scale else None
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    scaled = {"airq_2_workers_msgs_per_s": two["msgs_per_s"], "airq_2_workers_peak_rss_mb": two["peak_rss_mb"]}
+    scaled = (
+        {"airq_2_workers_msgs_per_s": two["msgs_per_s"], "airq_2_workers_peak_rss_mb": two["peak_rss_mb"]}
+        if two
+        else {}
+    )
     return {
-        **(scaled if two else {}),
+        **scaled,
         "messages": total,
         "kafka_messages": len(messages),
         "layout": "per_location" if per_location else "single",

@@ -308,6 +308,11 @@ class StreamProcessor:
         app = self.app
         started = time.monotonic()
         tps = sorted(tp for tp in assigned if tp.topic == self.topics.names.measurements)
+        if tps and app.should_stop:
+            # A worker stopping now leaves the group: the next owner rewinds. (Its commit would go through the
+            # consumer's thread, which is stopping too and may no longer take calls.)
+            log.info("airq: stopping; partitions %s left to their next owner", [tp.partition for tp in tps])
+            return
         resume: dict[TP, int] = {}
         for tp in tps:
             resume[tp] = await self.sink.open_partition(tp.partition, generation=app.consumer_generation_id) + 1
