@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -29,11 +27,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airq_app.kafka.admin import quiet_aiokafka
 from airq_app.kafka.security import KafkaSecurity
 from airq_dev.kafka_pki import Pki, make_pki
 from airq_dev.local_kafka import KAFKA_DIR, ROOT, BrokerError, _port_open, check_java, fetch_jars, is_our_kafka
@@ -57,18 +56,6 @@ COMMON = {
 }
 
 
-@contextlib.contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
-    """Probing a broker that is still starting fails on purpose; those failures are not worth log lines."""
-    logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 async def _metadata_brokers(bootstrap: str, kwargs: Mapping[str, Any], timeout: float) -> set[int]:
     from aiokafka import AIOKafkaClient
 
@@ -85,7 +72,8 @@ async def _metadata_brokers(bootstrap: str, kwargs: Mapping[str, Any], timeout: 
 def metadata_brokers(bootstrap: str, security: KafkaSecurity | None = None, timeout: float = 3.0) -> set[int]:
     """Node ids of the live brokers that `bootstrap` reports (empty when it does not answer)."""
     kwargs = (security or KafkaSecurity()).aiokafka_kwargs()
-    with _quiet_aiokafka():
+    # Probing a broker that is still starting fails on purpose; those failures are not worth log lines.
+    with quiet_aiokafka():
         return asyncio.run(_metadata_brokers(bootstrap, kwargs, timeout))
 
 
