@@ -180,17 +180,22 @@ class Worker:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self._dump_stacks()
+            self.dump_stacks("did not stop")
             self.proc.kill()
             return self.proc.wait()
 
-    def _dump_stacks(self) -> None:
-        """Append the Python stacks of a worker that did not stop to its log (py-spy, when installed)."""
+    def dump_stacks(self, why: str) -> None:
+        """Append the worker's stacks to its log, e.g. when it did not stop: its asyncio tasks (SIGUSR1 makes the
+        Faust worker print every thread and task), and what every thread is doing (py-spy, when installed)."""
+        if self.proc is None or not self.alive():
+            return
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
         spy = VENV_BIN / "py-spy"
-        if self.proc is None or not spy.exists():
+        if not spy.exists():
             return
         with open(self.log_path, "ab") as log:
-            log.write(b"\n===== did not stop: py-spy dump =====\n")
+            log.write(f"\n===== {why}: py-spy dump =====\n".encode())
             log.flush()
             subprocess.run(
                 [str(spy), "dump", "--locals", "--pid", str(self.proc.pid)],

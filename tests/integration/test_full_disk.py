@@ -189,6 +189,9 @@ def test_workers_join_and_leave_while_the_disk_is_full(kafka: str, tmp_path: Pat
         counts = Counter((r["sensor_id"], r["datetime_utc"]) for r in finished_records(small_disk))
         assert not counts or max(counts.values()) == 1, "a measurement written twice"
         diagnosis = _diagnosis(small_disk, [w1, w3])
+        for w in (w1, w3):
+            if _lagging(w):
+                w.dump_stacks("stalled")  # into its log, for the next look at the stall
         if any(_lagging(w) for w in (w1, w3)):
             # Not the output: after the rebalances the stream did not receive those messages at all (see the
             # docstring); what it received is written exactly once.
