@@ -26,7 +26,8 @@ from quixstreams.sinks import BatchingSink, SinkBatch
 from airq_app import dedup
 from airq_app.filters import FilterConfig
 from airq_app.processing import decide
-from airq_app.validation import InvalidMessage, parse_message, utc_seconds
+from airq_app.validation import utc_seconds
+from bench.throughput import measurements_of
 
 RETENTION_S = 8760 * 3600  # the bench's de-duplication window, as in the baseline
 CONFIG = FilterConfig(max_age_hours=8760)
@@ -39,17 +40,9 @@ def handle(
     """The records to write for one raw message (a measurement or a location's list of them), skipping invalid,
     duplicate and filtered ones; updates each sensor's state (its main entry and the bucket of the measurement's
     hour, `airq_app.dedup`) as `processing.decide_in` does."""
-    try:
-        items = parse_message(value)
-    except InvalidMessage:
-        return []
     when = now or datetime.now(UTC)
     out: list[dict[str, Any]] = []
-    in_message: set[tuple[int, str]] = set()
-    for m in items:
-        if isinstance(m, InvalidMessage) or (m["sensor_id"], m["datetime_utc"]) in in_message:
-            continue
-        in_message.add((m["sensor_id"], m["datetime_utc"]))
+    for m in measurements_of(value):
         sensor = m["sensor_id"]
         bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
         d = decide(m, source, state.get(str(sensor)), cfg, RETENTION_S, when, bucket)

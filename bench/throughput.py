@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -145,24 +146,33 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
     result.update(asyncio.run(_baseline(bootstrap, topic, Path(out), distinct)))
 
 
+def measurements_of(value: bytes) -> Iterator[dict[str, Any]]:
+    """The valid measurements of one raw message (one, or a location's list), each (sensor, time) once, as airq's
+    stream takes them; shared by the baseline and the Quix Streams peer."""
+    from airq_app.validation import InvalidMessage, parse_message
+
+    try:
+        items = parse_message(value)
+    except InvalidMessage:
+        return
+    in_message: set[tuple[int, str]] = set()
+    for m in items:
+        if isinstance(m, InvalidMessage) or (m["sensor_id"], m["datetime_utc"]) in in_message:
+            continue
+        in_message.add((m["sensor_id"], m["datetime_utc"]))
+        yield m
+
+
 def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> list[dict[str, Any]]:
     """The baseline's work on one message: the records to write. `db` maps state keys (the sensor's main entry,
     its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
     `decide` is called as `processing.decide_in` calls it, for each measurement of the message."""
     from airq_app import dedup
     from airq_app.processing import decide
-    from airq_app.validation import InvalidMessage, parse_message, utc_seconds
+    from airq_app.validation import utc_seconds
 
-    try:
-        items = parse_message(value)
-    except InvalidMessage:
-        return []
     out: list[dict[str, Any]] = []
-    in_message: set[tuple[int, str]] = set()
-    for m in items:
-        if isinstance(m, InvalidMessage) or (m["sensor_id"], m["datetime_utc"]) in in_message:
-            continue
-        in_message.add((m["sensor_id"], m["datetime_utc"]))
+    for m in measurements_of(value):
         sensor = m["sensor_id"]
         raw = db.get(str(sensor).encode())
         raw_bucket = db.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))).encode())
