@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, cast
 
 import faust
+import rocksdict
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 from faust.stores import STORES
@@ -422,3 +423,49 @@ def register_bounded_rocksdb() -> str:
     """Make `BoundedLogStore` available to Faust; returns the store URL to configure."""
     STORES.aliases["airq-rocksdb"] = f"{__name__}:BoundedLogStore"
     return BOUNDED_ROCKSDB_URL
+
+
+# -- Table writes outside Faust's per-key path (`airq_app.stream.table_buffer`) ------------------------------------
+
+
+def read_raw(table: Any, partition: int, key: str, encoded_key: bytes) -> bytes | None:
+    """The stored bytes of `key` in the table's `partition` (one RocksDB lookup), or None."""
+    data = table.data
+    if isinstance(data, faust_rocksdb.Store):
+        value: bytes | None = data._db_for_partition(partition).get(encoded_key)
+        return value
+    return data.get(key)  # Faust's in-memory store (unit tests): keys as they are
+
+
+def write_partition(table: Any, partition: int, items: list[tuple[str, bytes, bytes | None]], offset: int) -> bool:
+    """Write (key, encoded key, value or None to delete) and the changelog offset they reach in one atomic RocksDB
+    batch, as Faust's `apply_changelog_batch` + `set_persisted_offset` do; False (nothing written) when the
+    partition's database is not open here any more (revoked: its next owner recovers them from the changelog)."""
+    data = table.data
+    if not isinstance(data, faust_rocksdb.Store):
+        for key, _encoded, value in items:
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return True
+    db = data._dbs.get(partition)
+    if db is None:
+        return False
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for _key, encoded, value in items:
+        if value is None:
+            batch.delete(encoded)
+        else:
+            batch.put(encoded, value)
+    batch.put(faust_rocksdb.Store.offset_key, str(offset).encode())
+    db.write(batch)
+    return True
+
+
+def kafka_producer(app: Any) -> Any:
+    """The started aiokafka producer under Faust's producer (its batch API: `create_batch`, `send_batch`)."""
+    producer = app.producer._producer
+    if producer is None:
+        raise RuntimeError("the Kafka producer is not started")
+    return producer

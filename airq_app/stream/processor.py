@@ -34,6 +34,7 @@ from airq_app.stream import sensor_state
 from airq_app.stream.changelog import ChangelogDelivery
 from airq_app.stream.cursor import PartitionCursor
 from airq_app.stream.dead_letter import dead_letter_entry
+from airq_app.stream.table_buffer import TableBuffer
 from airq_app.stream.table_values import LocationSummaries
 from airq_app.stream.tables import StreamTables
 from airq_app.validation import InvalidMessage, parse_message
@@ -72,6 +73,8 @@ class StreamProcessor:
         self.flush_interval_s = output.flush_interval_s
         self.cursor = PartitionCursor()
         self.summaries = LocationSummaries(tables.latest_by_location)
+        # Sensor state is written behind: delivered (changelog, then RocksDB) before any file is finished.
+        self.history = TableBuffer(tables.sensor_history, lambda: faust_internals.kafka_producer(app))
         self.delivery = ChangelogDelivery([tables.sensor_history, tables.latest_by_location])
         self._changelog_flush = asyncio.Lock()
 
@@ -101,6 +104,7 @@ class StreamProcessor:
         concurrent flushes (the sink finishes partitions concurrently) kept resetting it for each other.
         """
         async with self._changelog_flush:
+            await self.history.deliver()
             producer = self.app.producer
             while producer.buffer.size:
                 await producer.buffer.flush()
@@ -175,6 +179,9 @@ class StreamProcessor:
             event.ack()
             return
         source = {"topic": msg.topic, "partition": partition, "offset": offset}
+        for table in (self.tables.sensor_history, self.tables.latest_by_location):
+            # Raises PartitionsMismatch before any write rather than between the two tables' writes.
+            faust_internals.verify_writable(table, msg.topic)
         lines: list[bytes] = []
         in_message: set[tuple[int, str]] = set()
         for m in items:
@@ -194,7 +201,7 @@ class StreamProcessor:
                 status.inc("duplicates")
                 continue
             in_message.add(ident)
-            line = self.decide_one(m, source, partition, msg.topic)
+            line = self.decide_one(m, source, partition)
             if line is not None:
                 lines.append(line)
         if not lines:
@@ -209,11 +216,10 @@ class StreamProcessor:
             # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
             status.inc("handed_over")
 
-    def decide_one(self, m: dict[str, Any], source: dict[str, Any], partition: int, topic: str) -> bytes | None:
+    def decide_one(self, m: dict[str, Any], source: dict[str, Any], partition: int) -> bytes | None:
         """Decide one measurement against its sensor's state, write the state and summary; the line, or None."""
         status = self.status
-        history_table, latest_table = self.tables.sensor_history, self.tables.latest_by_location
-        history, bucket = sensor_state.load(history_table, m)
+        history, bucket = sensor_state.load(self.history, partition, m)
         decision = decide(m, source, history, self.rules, self.retention_s, datetime.now(UTC), bucket)
         if decision.outcome == "duplicate":
             status.inc("duplicates")
@@ -222,10 +228,7 @@ class StreamProcessor:
             status.filter(decision.reason or "unknown")
             return None
         assert decision.record is not None
-        for table in (history_table, latest_table):
-            # Raises PartitionsMismatch before any write rather than between the two tables' writes.
-            faust_internals.verify_writable(table, topic)
-        sensor_state.store(history_table, decision.writes)
+        sensor_state.store(self.history, partition, decision.writes)
         if decision.record["revision"]:
             status.inc("revisions")
         if "stuck" in decision.record.get("flags", ()):
@@ -340,3 +343,7 @@ class StreamProcessor:
                 log.warning("airq: location summaries of partition %d not handed over: %s", partition, exc)
         # All at once: a blocked output gives every partition up within one bounded attempt, not one each.
         await self.sink.close_partitions(partitions)
+        for partition in partitions:
+            # Finishing the files delivered the state behind them; what is left belongs to messages not
+            # acknowledged, which the partition's next owner processes again.
+            self.history.discard(partition)

@@ -1,8 +1,9 @@
 """Reading and writing a sensor's de-duplication state (`airq_app.dedup`) in the `sensor_history` table.
 
-Two reads per message (the sensor's main entry and the bucket of the message's hour) and, for a record written,
-the keys `processing.decide` returns. Every key is written or deleted while the message is processed, so its
-changelog entry goes to the message's partition, where the sensor's main entry lives too. An expired bucket is
+Two reads per measurement (the sensor's main entry and the bucket of its hour) and, for a record written, the
+keys `processing.decide` returns, through the table's `TableBuffer`. Every key is written or deleted while one of
+the partition's messages is processed, and goes to that partition's changelog, where the sensor's main entry
+lives too. An expired bucket is
 deleted only when it is there (a local RocksDB lookup), so a sensor with gaps sends no needless tombstones.
 """
 
@@ -12,22 +13,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from airq_app import dedup
-from airq_app.kafka.faust_internals import store_get
-from airq_app.stream.table_values import read, write
+from airq_app.stream.table_buffer import TableBuffer
 from airq_app.timeutil import utc_seconds
 
 
-def load(table: Any, m: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def load(
+    table: TableBuffer, partition: int, m: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(main entry, bucket of the measurement's hour) of the measurement's sensor, each None when absent."""
     sensor = m["sensor_id"]
     hour = dedup.hour_of(utc_seconds(m["datetime_utc"]))
-    return read(table, str(sensor)), read(table, dedup.bucket_key(sensor, hour))
+    return table.get(partition, str(sensor)), table.get(partition, dedup.bucket_key(sensor, hour))
 
 
-def store(table: Any, writes: Mapping[str, dict[str, Any] | None]) -> None:
+def store(table: TableBuffer, partition: int, writes: Mapping[str, dict[str, Any] | None]) -> None:
     """Apply a decision's writes: a value is stored, None deletes the key when it is present."""
     for key, value in writes.items():
         if value is not None:
-            write(table, key, value)
-        elif store_get(table, key) is not None:
-            del table[key]
+            table.put(partition, key, value)
+        else:
+            table.delete(partition, key)

@@ -1,0 +1,149 @@
+"""A table's writes held in memory and delivered together: the changelog in batches, then RocksDB in one write.
+
+Faust's `table[key] = value` writes RocksDB at once and sends one changelog message through its producer path
+(a `FutureMessage`, an aiokafka future, a callback that writes the persisted offset to RocksDB again); py-spy put
+those at a third of a worker's time, two of them per measurement. Here a write is a dict assignment; `deliver()`
+(run before any output file is finished, see `airq_app.stream.processor`) sends each changed key once, in one
+aiokafka record batch per partition and size, waits until Kafka has them, and only then writes them to the
+partition's RocksDB with the changelog offset in the same atomic write batch, as Faust's recovery expects.
+
+What stays Faust's: the table, its RocksDB partitions, its changelog topic and format (same keys, same values),
+recovery and standbys. Reads see undelivered values first. A value that never reached Kafka is never in RocksDB and
+never behind a finished file: its messages are not acknowledged, so they are processed again after a crash, and a
+failed delivery keeps the values for the next attempt (the sink reports the output as not durable meanwhile).
+
+Values are JSON objects held as Python dicts while pending (`airq_app.stream.table_values` has the bytes form):
+the writer must not change a dict after handing it over, and readers must not change what `get` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from airq_app.kafka import faust_internals
+from airq_app.stream.changelog import ChangelogNotDelivered
+
+log = logging.getLogger("airq.stream")
+
+#: How long `deliver` waits for Kafka before it gives up for now (the values stay pending; the sink retries).
+DELIVERY_TIMEOUT_S = 15.0
+
+_DELETED = object()
+
+
+class TableBuffer:
+    """Pending writes of one Faust table, per partition; `producer` returns the aiokafka producer to send with."""
+
+    def __init__(self, table: Any, producer: Callable[[], Any]) -> None:
+        self.table = table
+        self.topic: str = table.changelog_topic_name
+        self._producer = producer
+        self.pending: dict[int, dict[str, Any]] = {}  # partition -> key -> value (or _DELETED)
+        self.inflight: dict[int, dict[str, Any]] = {}  # being delivered
+        self._lock = asyncio.Lock()
+        self.delivered = 0  # keys delivered, in all
+        self.failures = 0
+
+    # -- reads and writes (the stream, while it processes a message of `partition`) ----------------------------
+
+    def get(self, partition: int, key: str) -> dict[str, Any] | None:
+        for layer in (self.pending, self.inflight):
+            entries = layer.get(partition)
+            if entries is not None:
+                value = entries.get(key)
+                if value is not None:
+                    return None if value is _DELETED else value
+        raw = faust_internals.read_raw(self.table, partition, key, orjson.dumps(key))
+        return orjson.loads(raw) if raw is not None else None
+
+    def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
+        entries = self.pending.get(partition)
+        if entries is None:
+            entries = self.pending[partition] = {}
+        entries[key] = value
+
+    def delete(self, partition: int, key: str) -> None:
+        """Delete `key` if it is there (a key never written sends no tombstone)."""
+        if self.get(partition, key) is not None:
+            self.pending.setdefault(partition, {})[key] = _DELETED
+
+    def size(self) -> int:
+        return sum(map(len, self.pending.values())) + sum(map(len, self.inflight.values()))
+
+    def discard(self, partition: int) -> int:
+        """Forget what the partition has pending (it was revoked: its unacknowledged messages are processed again
+        by its next owner). Returns how many keys were dropped."""
+        return len(self.pending.pop(partition, {}))
+
+    # -- delivery ----------------------------------------------------------------------------------------------
+
+    async def deliver(self) -> int:
+        """Send every pending write to the changelog, wait for Kafka, then write it to RocksDB; the number of keys.
+
+        Raises `ChangelogNotDelivered` when Kafka did not take them all within `DELIVERY_TIMEOUT_S`; they stay
+        pending (behind anything written meanwhile). RocksDB is written only for partitions whose database is still
+        open here (a revoked partition's new owner recovers the values from the changelog).
+        """
+        async with self._lock:
+            if not any(self.pending.values()):
+                return 0
+            taken, self.pending = self.pending, {}
+            self.inflight = taken
+            encoded = {
+                partition: [
+                    (k, orjson.dumps(k), None if v is _DELETED else orjson.dumps(v)) for k, v in entries.items()
+                ]
+                for partition, entries in taken.items()
+                if entries
+            }
+            try:
+                offsets = await self._send(encoded)
+            except BaseException as exc:
+                self.failures += 1
+                for partition, entries in taken.items():
+                    entries.update(self.pending.get(partition, {}))  # written meanwhile: newer
+                    self.pending[partition] = entries
+                self.inflight = {}
+                if isinstance(exc, Exception):
+                    log.error("airq: %d table updates not delivered to %s: %r", self.size(), self.topic, exc)
+                    raise ChangelogNotDelivered(
+                        f"{self.size()} table update(s) not delivered to the changelog {self.topic}: "
+                        f"{type(exc).__name__}: {exc}"[:300]
+                    ) from exc
+                raise
+            count = 0
+            for partition, items in encoded.items():
+                faust_internals.write_partition(self.table, partition, items, offsets[partition])
+                count += len(items)
+            self.inflight = {}
+            self.delivered += count
+            return count
+
+    async def _send(self, encoded: dict[int, list[tuple[str, bytes, bytes | None]]]) -> dict[int, int]:
+        """Send the records in batches; the last changelog offset per partition once Kafka has them all."""
+        producer = self._producer()
+        sent: list[tuple[int, int, Any]] = []  # (partition, records in the batch, its future)
+
+        async def submit(partition: int, batch: Any) -> None:
+            send = producer.send_batch(batch, self.topic, partition=partition)
+            sent.append((partition, batch.record_count(), await asyncio.wait_for(send, DELIVERY_TIMEOUT_S)))
+
+        for partition, items in encoded.items():
+            batch = producer.create_batch()
+            for _key, k, v in items:
+                if batch.append(key=k, value=v, timestamp=None) is None:
+                    await submit(partition, batch)
+                    batch = producer.create_batch()
+                    if batch.append(key=k, value=v, timestamp=None) is None:
+                        raise ValueError(f"a table value of {len(v or b'')} bytes does not fit in a record batch")
+            await submit(partition, batch)
+        results = await asyncio.wait_for(asyncio.gather(*(fut for _p, _n, fut in sent)), DELIVERY_TIMEOUT_S)
+        offsets: dict[int, int] = {}
+        for (partition, n, _fut), meta in zip(sent, results, strict=True):
+            offsets[partition] = max(offsets.get(partition, -1), meta.offset + n - 1)
+        return offsets
