@@ -72,6 +72,7 @@ class JsonLinesSink:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.flush_bytes = flush_bytes
+        self.backlog_bytes = 4 * flush_bytes
         self.close_timeout_s = close_timeout_s
         self.partitions: dict[int, PartitionState] = {}
         self.blocked: str | None = None
@@ -366,15 +367,20 @@ class JsonLinesSink:
         f.last_offset = offset
         f.records += records
         f.acks.append(ack)
+        lock = self._lock(partition)
+        if lock.locked() and f.pending_bytes < self.backlog_bytes:
+            # The partition's files are being flushed or finished (which waits for Kafka): the stream goes on, and
+            # the flush or rotation happens at a later write or tick; past `backlog_bytes` it waits.
+            return
         if f.size + f.pending_bytes >= self.max_bytes:
-            async with self._lock(partition):
+            async with lock:
                 # Given up meanwhile: the release finished this record's file (acknowledged) or dropped it.
                 if self.partitions.get(partition) is state and not state.releasing:
                     self._detach(state)
                     # One attempt: if it fails the sink is blocked, and the next write waits for the retries.
                     await self._guarded(state, self._finish_closing, state)
         elif f.pending_bytes >= self.flush_bytes:
-            async with self._lock(partition):
+            async with lock:
                 if self.partitions.get(partition) is state and not state.releasing:
                     await self._guarded(state, self._flush, f)
 
@@ -401,7 +407,9 @@ class JsonLinesSink:
             if self.partitions.get(partition) is not state or state.releasing:
                 return
             f = state.file
-            if state.closing or (f is not None and now - f.opened_at >= self.max_age_s):
+            if state.closing or (
+                f is not None and (now - f.opened_at >= self.max_age_s or f.size + f.pending_bytes >= self.max_bytes)
+            ):
                 self._detach(state)
                 await self._guarded(state, self._finish_closing, state)
             elif f is not None and f.pending:

@@ -182,7 +182,7 @@ class StreamProcessor:
         for table in (self.tables.sensor_history, self.tables.latest_by_location):
             # Raises PartitionsMismatch before any write rather than between the two tables' writes.
             faust_internals.verify_writable(table, msg.topic)
-        lines: list[bytes] = []
+        records: list[dict[str, Any]] = []
         in_message: set[tuple[int, str]] = set()
         for m in items:
             if isinstance(m, InvalidMessage):
@@ -201,9 +201,12 @@ class StreamProcessor:
                 status.inc("duplicates")
                 continue
             in_message.add(ident)
-            line = self.decide_one(m, source, partition)
-            if line is not None:
-                lines.append(line)
+            record = self.decide_one(m, source, partition)
+            if record is not None:
+                records.append(record)
+        if records:
+            self.summarise(partition, records)
+        lines = [orjson.dumps(r) + b"\n" for r in records]
         if not lines:
             event.ack()
             return
@@ -216,8 +219,8 @@ class StreamProcessor:
             # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
             status.inc("handed_over")
 
-    def decide_one(self, m: dict[str, Any], source: dict[str, Any], partition: int) -> bytes | None:
-        """Decide one measurement against its sensor's state, write the state and summary; the line, or None."""
+    def decide_one(self, m: dict[str, Any], source: dict[str, Any], partition: int) -> dict[str, Any] | None:
+        """Decide one measurement against its sensor's state and write the state; the record to write, or None."""
         status = self.status
         history, bucket = sensor_state.load(self.history, partition, m)
         decision = decide(m, source, history, self.rules, self.retention_s, datetime.now(UTC), bucket)
@@ -233,11 +236,17 @@ class StreamProcessor:
             status.inc("revisions")
         if "stuck" in decision.record.get("flags", ()):
             status.inc("flagged")
-        loc = str(m["location_id"])
-        summary = location_summary(self.summaries.get(loc), decision.record)
-        if summary is not None:  # None: an older (backfilled) value, the latest stays
+        return decision.record
+
+    def summarise(self, partition: int, records: list[dict[str, Any]]) -> None:
+        """Merge a message's records (one location's) into the location's summary, read and written once."""
+        loc = str(records[0]["location_id"])
+        current = self.summaries.get(loc)
+        summary = current
+        for record in records:
+            summary = location_summary(summary, record) or summary  # None: an older (backfilled) value
+        if summary is not current and summary is not None:
             self.summaries.put(partition, loc, summary)
-        return orjson.dumps(decision.record) + b"\n"
 
     def flush_summaries(self, event: EventT) -> None:
         """Write the partition's pending location summaries when its burst is over (or they are 1 s old)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -39,12 +40,16 @@ _DELETED = object()
 class TableBuffer:
     """Pending writes of one Faust table, per partition; `producer` returns the aiokafka producer to send with."""
 
-    def __init__(self, table: Any, producer: Callable[[], Any]) -> None:
+    def __init__(self, table: Any, producer: Callable[[], Any], recent_max: int = 50_000) -> None:
         self.table = table
+        self.recent_max = recent_max
         self.topic: str = table.changelog_topic_name
         self._producer = producer
         self.pending: dict[int, dict[str, Any]] = {}  # partition -> key -> value (or _DELETED)
         self.inflight: dict[int, dict[str, Any]] = {}  # being delivered
+        # The last `recent_max` delivered values, as they are in RocksDB: a sensor's next measurement finds its
+        # state without a RocksDB lookup and a JSON decode. (partition, key) -> value (or _DELETED), oldest first.
+        self.recent: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self._lock = asyncio.Lock()
         self.delivered = 0  # keys delivered, in all
         self.failures = 0
@@ -58,6 +63,9 @@ class TableBuffer:
                 value = entries.get(key)
                 if value is not None:
                     return None if value is _DELETED else value
+        value = self.recent.get((partition, key))
+        if value is not None:
+            return None if value is _DELETED else value
         raw = faust_internals.read_raw(self.table, partition, key, orjson.dumps(key))
         return orjson.loads(raw) if raw is not None else None
 
@@ -76,8 +84,9 @@ class TableBuffer:
         return sum(map(len, self.pending.values())) + sum(map(len, self.inflight.values()))
 
     def discard(self, partition: int) -> int:
-        """Forget what the partition has pending (it was revoked: its unacknowledged messages are processed again
-        by its next owner). Returns how many keys were dropped."""
+        """Forget what the partition has pending and cached (it was revoked: its unacknowledged messages are
+        processed again by its next owner, and its table may change elsewhere). Returns how many keys were dropped."""
+        self.recent = OrderedDict((pk, v) for pk, v in self.recent.items() if pk[0] != partition)
         return len(self.pending.pop(partition, {}))
 
     # -- delivery ----------------------------------------------------------------------------------------------
@@ -117,9 +126,14 @@ class TableBuffer:
                     ) from exc
                 raise
             count = 0
+            recent = self.recent
             for partition, items in encoded.items():
-                faust_internals.write_partition(self.table, partition, items, offsets[partition])
+                if faust_internals.write_partition(self.table, partition, items, offsets[partition]):
+                    for key, value in taken[partition].items():
+                        recent[(partition, key)] = value
                 count += len(items)
+            while len(recent) > self.recent_max:
+                del recent[next(iter(recent))]
             self.inflight = {}
             self.delivered += count
             return count

@@ -7,6 +7,7 @@ write); `read()` does one RocksDB lookup where `Table.get` does two (`in`, then 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -32,19 +33,25 @@ class LocationSummaries:
     A location's sensors report together, so most records replace a summary written moments before. Pending
     summaries are held per source partition and written when the partition is caught up (its burst is over)
     or every `max_delay_s`, always while one of that partition's messages is being processed. Reads see
-    pending summaries first.
+    pending summaries first, then the last `recent_max` written (decoded, so that a location's next hour need
+    not read and decode its summary again), then the table. A partition's entries are forgotten when it goes.
     """
 
-    def __init__(self, table: Any, max_delay_s: float = 1.0) -> None:
+    def __init__(self, table: Any, max_delay_s: float = 1.0, recent_max: int = 20_000) -> None:
         self.table = table
         self.max_delay_s = max_delay_s
+        self.recent_max = recent_max
         self.pending: dict[int, dict[str, dict[str, Any]]] = {}
+        self.recent: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()  # key -> (partition, summary)
         self._since: dict[int, float] = {}
 
     def get(self, key: str) -> dict[str, Any] | None:
         for entries in self.pending.values():
             if key in entries:
                 return entries[key]
+        cached = self.recent.get(key)
+        if cached is not None:
+            return cached[1]
         return read(self.table, key)
 
     def put(self, partition: int, key: str, summary: dict[str, Any]) -> None:
@@ -64,11 +71,16 @@ class LocationSummaries:
         A summary leaves `pending` only once written, so a failed write is tried again at the next flush.
         """
         entries = self.pending.get(partition, {})
+        recent = self.recent
         while entries:
             key, summary = next(iter(entries.items()))
             write(self.table, key, summary)
             del entries[key]
+            recent[key] = (partition, summary)
+            recent.move_to_end(key)
         self.pending.pop(partition, None)
+        while len(recent) > self.recent_max:
+            recent.popitem(last=False)
 
     def hand_over(self, partition: int) -> int:
         """The partition is being revoked: send its pending summaries to the changelog, where its new owner
@@ -76,6 +88,7 @@ class LocationSummaries:
         whose summary was not flushed yet until its next new hour.)"""
         entries = self.pending.pop(partition, {})
         self._since.pop(partition, None)
+        self.recent = OrderedDict((k, v) for k, v in self.recent.items() if v[0] != partition)
         for key, summary in entries.items():
             send_changelog_for(self.table, partition, key, orjson.dumps(summary))
         return len(entries)
