@@ -1,10 +1,10 @@
 """Reading and writing a sensor's de-duplication state (`airq_app.dedup`) in the `sensor_history` table.
 
-Two reads per measurement (the sensor's main entry and the bucket of its hour) and, for a record written, the
-keys `processing.decide` returns, through the table's `TableBuffer`. Every key is written or deleted while one of
-the partition's messages is processed, and goes to that partition's changelog, where the sensor's main entry
-lives too. An expired bucket is
-deleted only when it is there (a local RocksDB lookup), so a sensor with gaps sends no needless tombstones.
+At most two reads per measurement (the sensor's main entry, and the bucket of its hour unless that hour is newer
+than any the sensor has) and, for a record written, the keys `processing.decide` returns, through the table's
+`TableBuffer`. Every key is written or deleted while one of the partition's messages is processed, and goes to
+that partition's changelog, where the sensor's main entry lives too. An expired bucket is deleted only when it is
+there, so a sensor with gaps sends no needless tombstones.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ def load(
     """(main entry, bucket of the measurement's hour) of the measurement's sensor, each None when absent."""
     sensor = m["sensor_id"]
     hour = dedup.hour_of(utc_seconds(m["datetime_utc"]))
-    return table.get(partition, str(sensor)), table.get(partition, dedup.bucket_key(sensor, hour))
+    history = table.get(partition, str(sensor))
+    if history is None or hour > dedup.hour_of(int(history.get("newest", 0))):
+        # A bucket is written together with the main entry whose `newest` it raises: none exists for an hour after
+        # the sensor's newest (the live case: one lookup, not two).
+        return history, None
+    return history, table.get(partition, dedup.bucket_key(sensor, hour))
 
 
 def store(table: TableBuffer, partition: int, writes: Mapping[str, dict[str, Any] | None]) -> None:
