@@ -51,6 +51,7 @@ class TableBuffer:
         # state without a RocksDB lookup and a JSON decode. (partition, key) -> value (or _DELETED), oldest first.
         self.recent: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self._lock = asyncio.Lock()
+        self._discarded: set[int] = set()  # partitions revoked while a delivery was under way
         self.delivered = 0  # keys delivered, in all
         self.failures = 0
 
@@ -86,6 +87,7 @@ class TableBuffer:
     def discard(self, partition: int) -> int:
         """Forget what the partition has pending and cached (it was revoked: its unacknowledged messages are
         processed again by its next owner, and its table may change elsewhere). Returns how many keys were dropped."""
+        self._discarded.add(partition)
         self.recent = OrderedDict((pk, v) for pk, v in self.recent.items() if pk[0] != partition)
         return len(self.pending.pop(partition, {}))
 
@@ -103,6 +105,7 @@ class TableBuffer:
                 return 0
             taken, self.pending = self.pending, {}
             self.inflight = taken
+            self._discarded.clear()
             encoded = {
                 partition: [
                     (k, orjson.dumps(k), None if v is _DELETED else orjson.dumps(v)) for k, v in entries.items()
@@ -115,9 +118,13 @@ class TableBuffer:
             except BaseException as exc:
                 self.failures += 1
                 for partition, entries in taken.items():
+                    if partition in self._discarded:
+                        continue  # its next owner processes those messages again
                     entries.update(self.pending.get(partition, {}))  # written meanwhile: newer
                     self.pending[partition] = entries
                 self.inflight = {}
+                if isinstance(exc, TimeoutError):
+                    exc = TimeoutError(f"Kafka did not acknowledge them within {DELIVERY_TIMEOUT_S:.0f} s")
                 if isinstance(exc, Exception):
                     log.error("airq: %d table updates not delivered to %s: %r", self.size(), self.topic, exc)
                     raise ChangelogNotDelivered(
@@ -128,12 +135,14 @@ class TableBuffer:
             count = 0
             recent = self.recent
             for partition, items in encoded.items():
+                count += len(items)
+                if partition in self._discarded:
+                    continue  # in the changelog, where its next owner recovers them
                 if faust_internals.write_partition(self.table, partition, items, offsets[partition]):
                     for key, value in taken[partition].items():
                         recent[(partition, key)] = value
-                count += len(items)
             while len(recent) > self.recent_max:
-                del recent[next(iter(recent))]
+                recent.popitem(last=False)
             self.inflight = {}
             self.delivered += count
             return count

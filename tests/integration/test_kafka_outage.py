@@ -90,8 +90,10 @@ def test_outage_longer_than_the_producer_timeout_stops_nothing_and_loses_nothing
     duplicates = {k: n for k, n in counts.items() if n > 1}
     log = w.log_text()
     assert set(counts) == expected and not duplicates
-    # The outage reached the point where Faust's own buffer task raises and stops the worker; here it retried.
-    assert "Kafka producer cannot take a table update" in log
+    # The outage outlasted the producer's timeout (where Faust's own buffer task raises and stops the worker): the
+    # table updates were retried, by Faust's buffer or by the stream's own delivery of the sensor state.
+    retried = log.count("Kafka producer cannot take a table update") + log.count("not delivered to")
+    assert retried > 0
     assert "Kafka reachable again" in log
 
     # SIGTERM while Kafka is gone again, in the middle of more work: the worker gives up on Kafka and stops
@@ -108,7 +110,7 @@ def test_outage_longer_than_the_producer_timeout_stops_nothing_and_loses_nothing
     print(
         f"\noutage of {OUTAGE_S:.0f} s (producer timeout {PRODUCER_TIMEOUT_S} s): ready during it {during};"
         f" all {len(expected)} written {resumed:.1f} s after the restart, {len(duplicates)} duplicated;"
-        f" {log.count('Kafka producer cannot take a table update')} producer retries logged;"
+        f" {retried} failed table deliveries logged (each retried);"
         f" SIGTERM with Kafka down stopped the worker in {stop_s:.1f} s; test {time.monotonic() - began:.0f} s"
     )
     assert stop_s < 45, f"SIGTERM during an outage took {stop_s:.0f} s"

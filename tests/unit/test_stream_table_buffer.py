@@ -154,3 +154,24 @@ def test_a_revoked_partition_is_forgotten_and_not_written_locally(tmp_path: Path
     asyncio.run(buf.deliver())
     assert producer.records[-1][3] == b'"d"'
     assert orjson.loads(table.data._db_for_partition(0).get(b'"a"')) == {"v": 1}
+
+
+def test_a_partition_revoked_during_a_failed_delivery_is_not_kept_pending(tmp_path: Path) -> None:
+    table = rocksdb_table(tmp_path)
+    producer = Producer()
+    buf = TableBuffer(table, lambda: producer)
+
+    async def go() -> None:
+        buf.put(0, "a", {"v": 1})
+        buf.put(1, "b", {"v": 1})
+        producer.fail = RuntimeError("broker gone")
+        producer.hold = asyncio.Event()
+        delivery = asyncio.ensure_future(buf.deliver())
+        await asyncio.sleep(0.01)
+        buf.discard(0)  # revoked meanwhile: another worker owns its state now
+        producer.hold.set()
+        with pytest.raises(ChangelogNotDelivered):
+            await delivery
+        assert buf.get(1, "b") == {"v": 1} and buf.size() == 1 and 0 not in buf.pending
+
+    asyncio.run(go())
