@@ -67,8 +67,15 @@ def build(settings: Settings) -> Runtime:
     views.install(rt)
     backfill.install(app, settings)  # the `faust -A airq_app backfill` command
 
+    memory.tune_gc()
+    frozen = False
+
     @app.timer(memory.INTERVAL_S, name="airq.release_memory")
     async def release_memory() -> None:
+        nonlocal frozen
+        if not frozen:  # the first tick: the worker has started
+            memory.freeze()
+            frozen = True
         took = memory.release()
         if took > 0.05:
             log.warning("airq: returning freed memory to the system took %.0f ms", took * 1000)

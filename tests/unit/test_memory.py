@@ -36,3 +36,15 @@ def test_release_returns_freed_heap_pages() -> None:
     assert after < grown - 100, f"RSS {grown:.0f} MB -> {after:.0f} MB after release"
     assert took < 1.0
     assert len(keep) == 20
+
+
+def test_gc_is_tuned_and_start_up_objects_are_frozen() -> None:
+    before = gc.get_threshold()
+    try:
+        memory.tune_gc()
+        assert gc.get_threshold() == memory.GC_THRESHOLDS and memory.GC_THRESHOLDS[0] > before[0]
+        memory.freeze()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
