@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,16 +40,15 @@ _DELETED = object()
 class TableBuffer:
     """Pending writes of one Faust table, per partition; `producer` returns the aiokafka producer to send with."""
 
-    def __init__(self, table: Any, producer: Callable[[], Any], recent_max: int = 50_000) -> None:
+    def __init__(self, table: Any, producer: Callable[[], Any], keep_deliveries: int = 3) -> None:
         self.table = table
-        self.recent_max = recent_max
         self.topic: str = table.changelog_topic_name
         self._producer = producer
         self.pending: dict[int, dict[str, Any]] = {}  # partition -> key -> value (or _DELETED)
         self.inflight: dict[int, dict[str, Any]] = {}  # being delivered
-        # The last `recent_max` delivered values, as they are in RocksDB: a sensor's next measurement finds its
-        # state without a RocksDB lookup and a JSON decode. (partition, key) -> value (or _DELETED), oldest first.
-        self.recent: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        # What the last `keep_deliveries` deliveries wrote, newest first, as it is in RocksDB: a sensor's next
+        # measurement finds its state without a RocksDB lookup and a JSON decode. Each: partition -> key -> value.
+        self.recent: deque[dict[int, dict[str, Any]]] = deque(maxlen=keep_deliveries)
         self._lock = asyncio.Lock()
         self._discarded: set[int] = set()  # partitions revoked while a delivery was under way
         self.delivered = 0  # keys delivered, in all
@@ -64,9 +63,12 @@ class TableBuffer:
                 value = entries.get(key)
                 if value is not None:
                     return None if value is _DELETED else value
-        value = self.recent.get((partition, key))
-        if value is not None:
-            return None if value is _DELETED else value
+        for delivered in self.recent:
+            entries = delivered.get(partition)
+            if entries is not None:
+                value = entries.get(key)
+                if value is not None:
+                    return None if value is _DELETED else value
         raw = faust_internals.read_raw(self.table, partition, key, orjson.dumps(key))
         return orjson.loads(raw) if raw is not None else None
 
@@ -88,7 +90,8 @@ class TableBuffer:
         """Forget what the partition has pending and cached (it was revoked: its unacknowledged messages are
         processed again by its next owner, and its table may change elsewhere). Returns how many keys were dropped."""
         self._discarded.add(partition)
-        self.recent = OrderedDict((pk, v) for pk, v in self.recent.items() if pk[0] != partition)
+        for delivered in self.recent:
+            delivered.pop(partition, None)
         return len(self.pending.pop(partition, {}))
 
     # -- delivery ----------------------------------------------------------------------------------------------
@@ -133,16 +136,14 @@ class TableBuffer:
                     ) from exc
                 raise
             count = 0
-            recent = self.recent
             for partition, items in encoded.items():
                 count += len(items)
-                if partition in self._discarded:
-                    continue  # in the changelog, where its next owner recovers them
-                if faust_internals.write_partition(self.table, partition, items, offsets[partition]):
-                    for key, value in taken[partition].items():
-                        recent[(partition, key)] = value
-            while len(recent) > self.recent_max:
-                recent.popitem(last=False)
+                if partition in self._discarded or not faust_internals.write_partition(
+                    self.table, partition, items, offsets[partition]
+                ):
+                    # Revoked: in the changelog, where its next owner recovers them.
+                    taken.pop(partition, None)
+            self.recent.appendleft(taken)
             self.inflight = {}
             self.delivered += count
             return count

@@ -87,7 +87,7 @@ def test_reads_see_pending_values_and_deletes_of_absent_keys_send_nothing(tmp_pa
 def test_delivery_writes_the_changelog_then_rocksdb_with_the_offset_faust_recovers_from(tmp_path: Path) -> None:
     table = rocksdb_table(tmp_path)
     producer = Producer(batch_size=256)  # a few records a batch: the partition's writes span several batches
-    buf = TableBuffer(table, lambda: producer, recent_max=10)
+    buf = TableBuffer(table, lambda: producer, keep_deliveries=1)
     for i in range(30):
         buf.put(i % 2, f"s{i}", {"i": i, "pad": "x" * 40})
     buf.put(0, "s0", {"i": 100})  # rewritten before delivery: sent once, with the newer value
@@ -106,9 +106,13 @@ def test_delivery_writes_the_changelog_then_rocksdb_with_the_offset_faust_recove
             if p == partition:
                 assert db.get(key) == value
     assert store._encode_key("s0") == b'"s0"'
-    # Delivered values are served from memory (at most `recent_max`), the rest from RocksDB, the same either way.
-    assert len(buf.recent) == 10 and buf.get(0, "s0") == {"i": 100} and buf.get(1, "s1") == {"i": 1, "pad": "x" * 40}
-    assert buf.size() == 0 and buf.delivered == 30
+    # Delivered values are served from memory (those of the last `keep_deliveries` deliveries), the rest from
+    # RocksDB, the same either way.
+    assert buf.get(0, "s0") == {"i": 100} and buf.get(1, "s1") == {"i": 1, "pad": "x" * 40}
+    buf.put(0, "s0", {"i": 101})
+    asyncio.run(buf.deliver())
+    assert len(buf.recent) == 1 and list(buf.recent[0][0]) == ["s0"] and buf.get(1, "s1") == {"i": 1, "pad": "x" * 40}
+    assert buf.size() == 0 and buf.delivered == 31
 
 
 def test_a_failed_delivery_keeps_every_value_pending_and_newer_writes_win(tmp_path: Path) -> None:
@@ -147,7 +151,7 @@ def test_a_revoked_partition_is_forgotten_and_not_written_locally(tmp_path: Path
     assert buf.get(0, "a") == {"v": 1}
     buf.put(0, "c", {"v": 1})
     assert buf.discard(0) == 1 and buf.size() == 0
-    assert all(p != 0 for p, _key in buf.recent)
+    assert all(0 not in delivered for delivered in buf.recent)
     # Its database closed (the partition moved away): the changelog still gets what was pending, RocksDB does not.
     buf.put(1, "d", {"v": 1})
     table.data._dbs.pop(1)
