@@ -645,3 +645,43 @@ def test_a_real_partial_write_on_a_full_disk_never_reaches_a_finished_file(
     asyncio.run(asyncio.wait_for(go(), 20))
     data = b"".join(f.read_bytes() for f in finished(tiny_disk))
     assert data == b"".join(line(o) for o in range(n))
+
+
+def test_writes_do_not_wait_while_the_partition_finishes_a_file_until_the_backlog_is_reached(tmp_path: Path) -> None:
+    """Finishing a file waits for Kafka (the changelog): the stream keeps appending meanwhile, up to a backlog."""
+
+    async def go() -> tuple[int, bool]:
+        release = asyncio.Event()
+
+        async def before_finish() -> None:
+            await release.wait()
+
+        size = len(line(99))
+        sink = JsonLinesSink(
+            tmp_path, "w1", max_bytes=10**9, max_age_s=0.01, flush_bytes=size * 4, before_finish=before_finish
+        )
+        await sink.open_partition(0)
+        await sink.write(0, 0, line(0), lambda: None)
+        await asyncio.sleep(0.02)
+        finishing = asyncio.create_task(sink.tick())  # holds the partition while it waits for before_finish
+        await asyncio.sleep(0.05)
+        assert not finishing.done()
+        # Past flush_bytes (which would flush, under the partition's lock) and up to the backlog, no write waits;
+        # at the backlog the stream waits for the finish, so the output's memory stays bounded.
+        taken, offset = 0, 0
+        while True:
+            offset += 1
+            write = asyncio.create_task(sink.write(0, offset, line(offset), lambda: None))
+            await asyncio.sleep(0.05)
+            if not write.done():
+                break
+            taken += 1
+        pending = sink.partitions[0].file.pending_bytes  # type: ignore[union-attr]
+        release.set()
+        await asyncio.wait_for(asyncio.gather(finishing, write), 5)
+        await sink.close()
+        return taken, pending >= sink.backlog_bytes
+
+    taken, at_backlog = asyncio.run(asyncio.wait_for(go(), 20))
+    assert taken >= 12 and at_backlog
+    assert len([r for f in finished(tmp_path) for r in f.read_text().splitlines()]) == taken + 2
