@@ -45,6 +45,14 @@ def bucket_key(sensor_id: int | str, hour: int) -> str:
     return f"{sensor_id}/{hour}"
 
 
+def may_have_bucket(history: Mapping[str, Any], hour: int) -> bool:
+    """Whether the sensor (its main entry) can have a bucket for `hour`: every bucket is written with a main entry
+    whose `newest` is at least its hour and whose `oldest` at most its hour, and buckets before `oldest` are deleted
+    as it moves on. A main entry without `oldest` (written before buckets) may have any."""
+    oldest = history.get("oldest")
+    return oldest is None or oldest <= hour <= hour_of(int(history.get("newest", 0)))
+
+
 def revisions_in(bucket: Mapping[str, Any] | None, epoch: int) -> Revisions:
     """The accepted revisions of `epoch` in its hour's bucket ([] when none)."""
     if not bucket:

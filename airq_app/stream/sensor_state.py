@@ -1,7 +1,7 @@
 """Reading and writing a sensor's de-duplication state (`airq_app.dedup`) in the `sensor_history` table.
 
-At most two reads per measurement (the sensor's main entry, and the bucket of its hour unless that hour is newer
-than any the sensor has) and, for a record written, the keys `processing.decide` returns, through the table's
+At most two reads per measurement (the sensor's main entry, and the bucket of its hour unless the main entry
+shows that none exists) and, for a record written, the keys `processing.decide` returns, through the table's
 `TableBuffer`. Every key is written or deleted while one of the partition's messages is processed, and goes to
 that partition's changelog, where the sensor's main entry lives too. An expired bucket is deleted only when it is
 there, so a sensor with gaps sends no needless tombstones.
@@ -24,10 +24,8 @@ def load(
     sensor = m["sensor_id"]
     hour = dedup.hour_of(utc_seconds(m["datetime_utc"]))
     history = table.get(partition, str(sensor))
-    if history is None or hour > dedup.hour_of(int(history.get("newest", 0))):
-        # A bucket is written together with the main entry whose `newest` it raises: none exists for an hour after
-        # the sensor's newest (the live case: one lookup, not two).
-        return history, None
+    if history is None or not dedup.may_have_bucket(history, hour):
+        return history, None  # one lookup, not two: a live sensor's next hour, or history before its oldest
     return history, table.get(partition, dedup.bucket_key(sensor, hour))
 
 

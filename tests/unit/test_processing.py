@@ -239,3 +239,30 @@ def test_location_summary_keeps_the_newest_per_parameter() -> None:
     assert entry["parameters"]["pm25"]["value"] == 60.0
     assert set(entry["parameters"]) == {"pm25", "o3"}
     assert entry["aqi"] == entry["parameters"]["pm25"]["aqi"] and entry["aqi_category"] == "Unhealthy"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_main_entry_bounds_the_hours_that_can_have_a_bucket(seed: int) -> None:
+    """`dedup.may_have_bucket` lets the stream skip the bucket lookup: whatever the order, repeats, revisions,
+    backfill and expiry, every bucket in the state lies within the hours its sensor's main entry allows."""
+    import random
+
+    from airq_app.dedup import may_have_bucket
+
+    rng = random.Random(seed)
+    state: dict = {}
+    retention = rng.choice([2, 6, 72]) * 3600
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    for offset in range(400):
+        h = rng.randrange(0, 120)
+        when = (start + timedelta(hours=h, minutes=rng.choice([0, 0, 30]))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = rng.choice([10.0, 10.0, 12.5])
+        kw = {"backfill": True} if rng.random() < 0.2 else {}
+        decide_in(
+            state, m(sensor=rng.choice([71, 72]), hour=when, value=value, **kw), src(offset), FAR_CFG, retention, NOW
+        )
+        for key in state:
+            if "/" in key:
+                sensor, hour = key.split("/")
+                assert may_have_bucket(state[sensor], int(hour)), (key, state[sensor].get("oldest"))
+    assert any("/" in k for k in state)
