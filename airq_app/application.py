@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> AirqApp:
         version=1,
         origin="airq_app",
         autodiscover=False,
+        monitor=faust_internals.QuietMonitor(),
         broker=settings.broker_urls,
         # One set of TLS/SASL settings for Faust's consumer, producers and topic creation (airq_app.kafka.security).
         broker_credentials=settings.kafka_security.faust_credentials(),

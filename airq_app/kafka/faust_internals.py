@@ -42,6 +42,7 @@ import faust
 import rocksdict
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
+from faust.sensors import Monitor
 from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -469,3 +470,22 @@ def kafka_producer(app: Any) -> Any:
     if producer is None:
         raise RuntimeError("the Kafka producer is not started")
     return producer
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its bookkeeping per message and per event (timestamps, counters, a state dict each
+    time), which only Faust's web statistics read; airq keeps those pages off and counts in `WorkerStatus`."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> dict[str, Any] | None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: TP, offset: int, stream: Any, event: Any, state: dict[str, Any] | None = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
+        return None

@@ -184,16 +184,19 @@ class StreamProcessor:
             faust_internals.verify_writable(table, msg.topic)
         records: list[dict[str, Any]] = []
         in_message: set[tuple[int, str]] = set()
+        now = datetime.now(UTC)
+        location_key: int | None = None  # the location id the message's key names, once one matched
         for m in items:
             if isinstance(m, InvalidMessage):
                 await self.send_dead_letter(event, str(m))
                 continue
-            if msg.key != str(m["location_id"]).encode():
+            if m["location_id"] != location_key and msg.key != str(m["location_id"]).encode():
                 # A sensor's state lives in the partition its location id's key hashes to: a message under another
                 # key (or none) would be de-duplicated against another partition's state, and could be written twice.
                 key = msg.key.decode("utf-8", "replace")[:40] if isinstance(msg.key, bytes) else msg.key
                 await self.send_dead_letter(event, f"key_mismatch: key {key!r} is not location id {m['location_id']}")
                 continue
+            location_key = m["location_id"]
             ident = (m["sensor_id"], m["datetime_utc"])
             if ident in in_message:
                 # `seen` remembers the message a (sensor, time) came in: a second copy inside the same message
@@ -201,7 +204,7 @@ class StreamProcessor:
                 status.inc("duplicates")
                 continue
             in_message.add(ident)
-            record = self.decide_one(m, source, partition)
+            record = self.decide_one(m, source, partition, now)
             if record is not None:
                 records.append(record)
         if records:
@@ -219,11 +222,13 @@ class StreamProcessor:
             # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
             status.inc("handed_over")
 
-    def decide_one(self, m: dict[str, Any], source: dict[str, Any], partition: int) -> dict[str, Any] | None:
+    def decide_one(
+        self, m: dict[str, Any], source: dict[str, Any], partition: int, now: datetime
+    ) -> dict[str, Any] | None:
         """Decide one measurement against its sensor's state and write the state; the record to write, or None."""
         status = self.status
         history, bucket = sensor_state.load(self.history, partition, m)
-        decision = decide(m, source, history, self.rules, self.retention_s, datetime.now(UTC), bucket)
+        decision = decide(m, source, history, self.rules, self.retention_s, now, bucket)
         if decision.outcome == "duplicate":
             status.inc("duplicates")
             return None

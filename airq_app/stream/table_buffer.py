@@ -49,6 +49,7 @@ class TableBuffer:
         # What the last `keep_deliveries` deliveries wrote, newest first, as it is in RocksDB: a sensor's next
         # measurement finds its state without a RocksDB lookup and a JSON decode. Each: partition -> key -> value.
         self.recent: deque[dict[int, dict[str, Any]]] = deque(maxlen=keep_deliveries)
+        self._views: dict[int, list[dict[str, Any]]] = {}  # partition -> its layers (see `_view`)
         self._lock = asyncio.Lock()
         self._discarded: set[int] = set()  # partitions revoked while a delivery was under way
         self.delivered = 0  # keys delivered, in all
@@ -57,31 +58,33 @@ class TableBuffer:
     # -- reads and writes (the stream, while it processes a message of `partition`) ----------------------------
 
     def get(self, partition: int, key: str) -> dict[str, Any] | None:
-        for layer in (self.pending, self.inflight):
-            entries = layer.get(partition)
-            if entries is not None:
-                value = entries.get(key)
-                if value is not None:
-                    return None if value is _DELETED else value
-        for delivered in self.recent:
-            entries = delivered.get(partition)
-            if entries is not None:
-                value = entries.get(key)
-                if value is not None:
-                    return None if value is _DELETED else value
+        for entries in self._views.get(partition) or self._view(partition):
+            value = entries.get(key)
+            if value is not None:
+                return None if value is _DELETED else value
         raw = faust_internals.read_raw(self.table, partition, key, orjson.dumps(key))
         return orjson.loads(raw) if raw is not None else None
 
-    def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
+    def _view(self, partition: int) -> list[dict[str, Any]]:
+        """The partition's layers, newest first: pending, being delivered, then the last deliveries."""
+        pending = self.pending.get(partition)
+        if pending is None:
+            pending = self.pending[partition] = {}
+        layers = [pending, self.inflight.get(partition), *(d.get(partition) for d in self.recent)]
+        view = self._views[partition] = [entries for entries in layers if entries is not None]
+        return view
+
+    def put(self, partition: int, key: str, value: Any) -> None:
         entries = self.pending.get(partition)
         if entries is None:
             entries = self.pending[partition] = {}
+            self._views.pop(partition, None)
         entries[key] = value
 
     def delete(self, partition: int, key: str) -> None:
         """Delete `key` if it is there (a key never written sends no tombstone)."""
         if self.get(partition, key) is not None:
-            self.pending.setdefault(partition, {})[key] = _DELETED
+            self.put(partition, key, _DELETED)
 
     def size(self) -> int:
         return sum(map(len, self.pending.values())) + sum(map(len, self.inflight.values()))
@@ -90,6 +93,7 @@ class TableBuffer:
         """Forget what the partition has pending and cached (it was revoked: its unacknowledged messages are
         processed again by its next owner, and its table may change elsewhere). Returns how many keys were dropped."""
         self._discarded.add(partition)
+        self._views.pop(partition, None)
         for delivered in self.recent:
             delivered.pop(partition, None)
         return len(self.pending.pop(partition, {}))
@@ -108,6 +112,7 @@ class TableBuffer:
                 return 0
             taken, self.pending = self.pending, {}
             self.inflight = taken
+            self._views = {}
             self._discarded.clear()
             encoded = {
                 partition: [
@@ -126,6 +131,7 @@ class TableBuffer:
                     entries.update(self.pending.get(partition, {}))  # written meanwhile: newer
                     self.pending[partition] = entries
                 self.inflight = {}
+                self._views = {}
                 if isinstance(exc, TimeoutError):
                     exc = TimeoutError(f"Kafka did not acknowledge them within {DELIVERY_TIMEOUT_S:.0f} s")
                 if isinstance(exc, Exception):
@@ -145,6 +151,7 @@ class TableBuffer:
                     taken.pop(partition, None)
             self.recent.appendleft(taken)
             self.inflight = {}
+            self._views = {}
             self.delivered += count
             return count
 

@@ -141,3 +141,19 @@ def test_a_consumer_stop_that_does_not_finish_is_cut_short_and_its_connections_c
     took = asyncio.run(stop())
     assert 0.2 <= took < 2.0
     assert fetcher.closed and client.closed
+
+
+def test_the_app_monitors_nothing_per_message() -> None:
+    """Faust's per-message and per-event statistics feed only its web pages, which airq turns off."""
+    from airq_app.application import create_app
+    from airq_app.kafka import faust_internals
+    from airq_app.settings import load_settings
+    from airq_dev.harness import ROOT
+
+    app = create_app(load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False))
+    monitor = app.monitor
+    assert isinstance(monitor, faust_internals.QuietMonitor)
+    tp = faust_internals.TP("t", 0)
+    assert monitor.on_stream_event_in(tp, 1, None, None) is None
+    monitor.on_message_in(tp, 1, None)
+    assert monitor.messages_received_total == 0 and monitor.events_total == 0
