@@ -438,30 +438,45 @@ def read_raw(table: Any, partition: int, key: str, encoded_key: bytes) -> bytes 
     return data.get(key)  # Faust's in-memory store (unit tests): keys as they are
 
 
-def write_partition(table: Any, partition: int, items: list[tuple[str, bytes, bytes | None]], offset: int) -> bool:
-    """Write (key, encoded key, value or None to delete) and the changelog offset they reach in one atomic RocksDB
-    batch, as Faust's `apply_changelog_batch` + `set_persisted_offset` do; False (nothing written) when the
-    partition's database is not open here any more (revoked: its next owner recovers them from the changelog)."""
-    data = table.data
-    if not isinstance(data, faust_rocksdb.Store):
-        for key, _encoded, value in items:
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
-        return True
-    db = data._dbs.get(partition)
-    if db is None:
-        return False
-    batch = rocksdict.WriteBatch(raw_mode=True)
-    for _key, encoded, value in items:
-        if value is None:
-            batch.delete(encoded)
+class StoreBatch:
+    """Writes to one partition of a table's store, applied together by `commit`: for RocksDB one atomic write batch
+    with the changelog offset they reach, as Faust's `apply_changelog_batch` + `set_persisted_offset` do."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.data = table.data
+        self.partition = partition
+        self.rocksdb = isinstance(self.data, faust_rocksdb.Store)
+        self.batch = rocksdict.WriteBatch(raw_mode=True) if self.rocksdb else None
+        self.items: list[tuple[str, bytes | None]] = []  # Faust's in-memory store (unit tests): keys as they are
+        self.size = 0
+
+    def add(self, key: str, encoded_key: bytes, value: bytes | None) -> None:
+        """`value` None deletes the key."""
+        self.size += 1
+        batch = self.batch
+        if batch is None:
+            self.items.append((key, value))
+        elif value is None:
+            batch.delete(encoded_key)
         else:
-            batch.put(encoded, value)
-    batch.put(faust_rocksdb.Store.offset_key, str(offset).encode())
-    db.write(batch)
-    return True
+            batch.put(encoded_key, value)
+
+    def commit(self, changelog_offset: int) -> bool:
+        """Apply the writes; False (nothing written) when the partition's database is not open here any more
+        (revoked: its next owner recovers them from the changelog)."""
+        if self.batch is None:
+            for key, value in self.items:
+                if value is None:
+                    self.data.pop(key, None)
+                else:
+                    self.data[key] = value
+            return True
+        db = self.data._dbs.get(self.partition)
+        if db is None:
+            return False
+        self.batch.put(faust_rocksdb.Store.offset_key, str(changelog_offset).encode())
+        db.write(self.batch)
+        return True
 
 
 def kafka_producer(app: Any) -> Any:

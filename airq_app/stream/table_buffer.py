@@ -114,15 +114,9 @@ class TableBuffer:
             self.inflight = taken
             self._views = {}
             self._discarded.clear()
-            encoded = {
-                partition: [
-                    (k, orjson.dumps(k), None if v is _DELETED else orjson.dumps(v)) for k, v in entries.items()
-                ]
-                for partition, entries in taken.items()
-                if entries
-            }
+            writes: dict[int, faust_internals.StoreBatch] = {}
             try:
-                offsets = await self._send(encoded)
+                offsets = await self._send(taken, writes)
             except BaseException as exc:
                 self.failures += 1
                 for partition, entries in taken.items():
@@ -142,11 +136,9 @@ class TableBuffer:
                     ) from exc
                 raise
             count = 0
-            for partition, items in encoded.items():
-                count += len(items)
-                if partition in self._discarded or not faust_internals.write_partition(
-                    self.table, partition, items, offsets[partition]
-                ):
+            for partition, store in writes.items():
+                count += store.size
+                if partition in self._discarded or not store.commit(offsets[partition]):
                     # Revoked: in the changelog, where its next owner recovers them.
                     taken.pop(partition, None)
             self.recent.appendleft(taken)
@@ -155,18 +147,28 @@ class TableBuffer:
             self.delivered += count
             return count
 
-    async def _send(self, encoded: dict[int, list[tuple[str, bytes, bytes | None]]]) -> dict[int, int]:
-        """Send the records in batches; the last changelog offset per partition once Kafka has them all."""
+    async def _send(
+        self, taken: dict[int, dict[str, Any]], writes: dict[int, faust_internals.StoreBatch]
+    ) -> dict[int, int]:
+        """Encode each entry once, into changelog record batches (sent as they fill) and the partition's store batch
+        (applied by the caller once Kafka has them all); the last changelog offset per partition."""
         producer = self._producer()
+        dumps = orjson.dumps
         sent: list[tuple[int, int, Any]] = []  # (partition, records in the batch, its future)
 
         async def submit(partition: int, batch: Any) -> None:
             send = producer.send_batch(batch, self.topic, partition=partition)
             sent.append((partition, batch.record_count(), await asyncio.wait_for(send, DELIVERY_TIMEOUT_S)))
 
-        for partition, items in encoded.items():
+        for partition, entries in taken.items():
+            if not entries:
+                continue
+            store = writes[partition] = faust_internals.StoreBatch(self.table, partition)
             batch = producer.create_batch()
-            for _key, k, v in items:
+            for key, value in entries.items():
+                k = dumps(key)
+                v = None if value is _DELETED else dumps(value)
+                store.add(key, k, v)
                 if batch.append(key=k, value=v, timestamp=None) is None:
                     await submit(partition, batch)
                     batch = producer.create_batch()
