@@ -133,8 +133,8 @@ def create_app(settings: Settings) -> AirqApp:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 6),
         broker_max_poll_records=2000,
-        # Table writes produce one changelog message each: without a linger every message is its own produce
-        # request, and sending them cost more than the processing (py-spy). 10 ms batches them.
+        # Location summaries go to their changelog one message per write through Faust's producer: a 10 ms linger
+        # batches them. (The sensor state goes in record batches of this size: airq_app.stream.table_buffer.)
         producer_linger=0.01,
         producer_max_batch_size=256 * 1024,
         # A write counts once every in-sync replica has it (and min.insync.replicas of them exist): a broker lost

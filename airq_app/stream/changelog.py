@@ -1,4 +1,5 @@
-"""Changelog delivery: a table update that never reached Kafka must hold its file back.
+"""Changelog delivery of tables written through Faust (location summaries): an update that never reached Kafka must
+hold its file back. (The sensor state has its own delivery, `airq_app.stream.table_buffer`.)
 
 Faust sends table updates to their changelog in the background and only logs a failed send; its producer flush
 does not raise. A file finished (and its messages acknowledged) while the update that marks them as seen was lost

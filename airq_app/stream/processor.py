@@ -1,8 +1,9 @@
 """The stream agent: wires the topic, the tables, the pure processing and the sink together.
 
 Acknowledgement order (what makes the files exactly-once): the tables are updated while the event is
-processed, the record goes to the sink, and the event is acknowledged only when its file is finished
-(renamed and fsynced). Faust commits only acknowledged offsets, so a crash replays every message whose output
+processed (the sensor state in memory, `TableBuffer`), the record goes to the sink, the table updates are
+delivered to their changelogs (then RocksDB) before the file is finished (renamed and fsynced), and the event
+is acknowledged only then. Faust commits only acknowledged offsets, so a crash replays every message whose output
 was not durable; `processing.decide` writes those again and drops real repeats.
 
 One `StreamProcessor` is built per worker (`airq_app.worker`); it owns the per-partition state (the sink's open
@@ -75,7 +76,8 @@ class StreamProcessor:
         self.summaries = LocationSummaries(tables.latest_by_location)
         # Sensor state is written behind: delivered (changelog, then RocksDB) before any file is finished.
         self.history = TableBuffer(tables.sensor_history, lambda: faust_internals.kafka_producer(app))
-        self.delivery = ChangelogDelivery([tables.sensor_history, tables.latest_by_location])
+        # Location summaries are written through Faust's table path: its failed changelog sends are tracked.
+        self.delivery = ChangelogDelivery([tables.latest_by_location])
         self._changelog_flush = asyncio.Lock()
 
     # -- wiring ----------------------------------------------------------------------------------------------
