@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> AirqApp:
         origin="airq_app",
         autodiscover=False,
         monitor=faust_internals.QuietMonitor(),
+        TableManager=faust_internals.TableManager,
         broker=settings.broker_urls,
         # One set of TLS/SASL settings for Faust's consumer, producers and topic creation (airq_app.kafka.security).
         broker_credentials=settings.kafka_security.faust_credentials(),

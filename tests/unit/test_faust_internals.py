@@ -153,6 +153,7 @@ def test_the_app_monitors_nothing_per_message() -> None:
     app = create_app(load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False))
     monitor = app.monitor
     assert isinstance(monitor, faust_internals.QuietMonitor)
+    assert isinstance(app.tables, faust_internals.TableManager)
     tp = faust_internals.TP("t", 0)
     assert monitor.on_stream_event_in(tp, 1, None, None) is None
     monitor.on_message_in(tp, 1, None)
