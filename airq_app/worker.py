@@ -10,6 +10,7 @@ summaries, the poller and its election) and registers agents, timers, views and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from functools import cache
@@ -76,7 +77,8 @@ def build(settings: Settings) -> Runtime:
         if not frozen:  # the first tick: the worker has started
             memory.freeze()
             frozen = True
-        took = memory.release()
+        # In a thread: malloc_trim runs without the GIL (ctypes releases it), beside the stream, not in its way.
+        took = await asyncio.to_thread(memory.release)
         if took > 0.05:
             log.warning("airq: returning freed memory to the system took %.0f ms", took * 1000)
 

@@ -179,3 +179,15 @@ def test_a_partition_revoked_during_a_failed_delivery_is_not_kept_pending(tmp_pa
         assert buf.get(1, "b") == {"v": 1} and buf.size() == 1 and 0 not in buf.pending
 
     asyncio.run(go())
+
+
+def test_a_value_larger_than_a_batch_goes_in_a_batch_of_its_own(tmp_path: Path) -> None:
+    table = rocksdb_table(tmp_path)
+    producer = Producer(batch_size=256)
+    buf = TableBuffer(table, lambda: producer)
+    buf.put(0, "small", {"v": 1})
+    buf.put(0, "big", {"v": "x" * 2000})  # a busy sensor's hour bucket can be far larger than a batch
+    buf.put(0, "after", {"v": 2})
+    assert asyncio.run(buf.deliver()) == 3
+    assert [r[3] for r in producer.records] == [b'"small"', b'"big"', b'"after"'] and producer.batches == 3
+    assert len(table.data._db_for_partition(0).get(b'"big"')) > 2000
