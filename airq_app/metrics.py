@@ -28,6 +28,7 @@ COUNTERS = {
     "poll_skipped": "Polled measurements outside the selection, or not mappable.",
     "poll_cycles": "Polling cycles run.",
     "lost_to_retention": "Messages deleted by the topic's retention before they were processed.",
+    "restarted_fetches": "Partitions fetched again after messages waited for them without being delivered.",
 }
 
 

@@ -69,6 +69,7 @@ class WorkerStatus:
             "files_finished": c["files_finished"],
             "caught_up": c["caught_up"],
             "realigned": c["realigned"],
+            "restarted_fetches": c["restarted_fetches"],
             "stale": c["stale"],
             "handed_over": c["handed_over"],
             "poll_skipped": c["poll_skipped"],

@@ -515,3 +515,16 @@ class TableManager(faust_tables.TableManager):
         if not self.should_stop:
             await self._update_channels()
             await self.recovery.start()
+
+
+def resume_fetching(consumer: Any, tp: TP) -> bool:
+    """Put an assigned partition back among those the consumer fetches, if Faust left it out: a partition taken
+    out while its stream's buffer was full goes back only when that buffer signals it drained, and a signal lost in
+    a rebalance leaves it out for good. Returns whether it was out."""
+    if tp not in consumer.assignment() or tp in consumer._paused_partitions:
+        return False
+    active = consumer._get_active_partitions()
+    was_out = tp not in active or tp in consumer._buffered_partitions
+    active.add(tp)
+    consumer._buffered_partitions.discard(tp)
+    return was_out

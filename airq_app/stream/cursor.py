@@ -22,6 +22,9 @@ class PartitionCursor:
         self._next.pop(partition, None)
         self._last_seek.pop(partition, None)
 
+    def partitions(self) -> list[int]:
+        return sorted(self._next)
+
     def owns(self, partition: int) -> bool:
         return partition in self._next
 

@@ -42,6 +42,9 @@ from airq_app.validation import InvalidMessage, parse_message
 
 log = logging.getLogger("airq.stream")
 
+STALL_CHECK_S = 5.0
+STALL_S = 15.0  # an owned partition with messages waiting and none processed for this long is fetched again
+
 
 class StreamProcessor:
     def __init__(
@@ -79,6 +82,7 @@ class StreamProcessor:
         # Location summaries are written through Faust's table path: its failed changelog sends are tracked.
         self.delivery = ChangelogDelivery([tables.latest_by_location])
         self._changelog_flush = asyncio.Lock()
+        self._progress: dict[int, tuple[int, float]] = {}  # partition -> (next offset, since when) for watch_stalls
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class StreamProcessor:
         app = self.app
         app.agent(self.topics.measurements, name="airq.stream.process")(self.process)
         app.timer(self.flush_interval_s, name="airq.stream.flush_output")(self.sink.tick)
+        app.timer(STALL_CHECK_S, name="airq.stream.watch_stalls")(self.watch_stalls)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
         app.before_stop.append(self.sink.close)
@@ -264,6 +269,53 @@ class StreamProcessor:
                 self.summaries.flush(msg.partition)
         except Exception as exc:  # the event itself is done; the summaries wait for the next flush
             log.warning("airq: location summaries of partition %d not written yet: %s", msg.partition, exc)
+
+    async def watch_stalls(self) -> None:
+        """Fetch again a partition that has messages waiting but has delivered none for `STALL_S`.
+
+        Around rebalances a newly assigned partition can stop being delivered (Faust takes a partition out of
+        fetching while its stream's buffer is full and puts it back on a signal from that buffer, which a
+        rebalance can lose; or a seek back is not followed by the records): the worker then holds it for ever
+        without progress. Not while the output is blocked or the group rebalances (no progress is expected).
+        """
+        app = self.app
+        if self.sink.blocked is not None or app.rebalancing or app.should_stop:
+            return
+        topic = self.topics.names.measurements
+        owned = [p for p in self.cursor.partitions() if self.sink.owns(p)]
+        if not owned:
+            return
+        tps = [TP(topic, p) for p in owned]
+        try:
+            ends = await app.consumer.highwaters(*tps)
+        except Exception as exc:
+            log.debug("airq: end offsets not available for the stall check: %r", exc)
+            return
+        now = time.monotonic()
+        for tp in tps:
+            expected, end = self.cursor.next(tp.partition), ends.get(tp)
+            if expected is None or end is None or end <= expected:
+                self._progress.pop(tp.partition, None)
+                continue
+            last = self._progress.get(tp.partition)
+            if last is None or last[0] != expected:
+                self._progress[tp.partition] = (expected, now)
+                continue
+            if now - last[1] < STALL_S:
+                continue
+            was_out = faust_internals.resume_fetching(app.consumer, tp)
+            log.warning(
+                "airq: %s[%d] has %d messages waiting and none delivered for %.0f s (%s); fetching again from %d",
+                tp.topic,
+                tp.partition,
+                end - expected,
+                now - last[1],
+                "left out of fetching" if was_out else "fetching",
+                expected,
+            )
+            self.status.inc("restarted_fetches")
+            self._progress[tp.partition] = (expected, now)
+            await self.realign(tp, expected, force=True)
 
     async def realign(self, tp: TP, offset: int, force: bool = False) -> int:
         """Seek a partition back to the next offset it must process (at most every 2 s per partition unless forced).

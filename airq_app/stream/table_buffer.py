@@ -93,6 +93,7 @@ class TableBuffer:
         """Forget what the partition has pending and cached (it was revoked: its unacknowledged messages are
         processed again by its next owner, and its table may change elsewhere). Returns how many keys were dropped."""
         self._discarded.add(partition)
+        self.inflight.pop(partition, None)  # not to be read again: the partition may come back changed
         self._views.pop(partition, None)
         for delivered in self.recent:
             delivered.pop(partition, None)
@@ -111,7 +112,7 @@ class TableBuffer:
             if not any(self.pending.values()):
                 return 0
             taken, self.pending = self.pending, {}
-            self.inflight = taken
+            self.inflight = dict(taken)  # its own mapping: `discard` drops a partition from it mid-delivery
             self._views = {}
             self._discarded.clear()
             writes: dict[int, faust_internals.StoreBatch] = {}

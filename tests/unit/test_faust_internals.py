@@ -158,3 +158,28 @@ def test_the_app_monitors_nothing_per_message() -> None:
     assert monitor.on_stream_event_in(tp, 1, None, None) is None
     monitor.on_message_in(tp, 1, None)
     assert monitor.messages_received_total == 0 and monitor.events_total == 0
+
+
+def test_a_partition_left_out_of_fetching_is_put_back() -> None:
+    from airq_app.kafka import faust_internals
+
+    a, b, c = (faust_internals.TP("t", p) for p in range(3))
+
+    class Consumer:
+        _paused_partitions = {c}
+        _buffered_partitions = {a}
+        active = {b}
+
+        def assignment(self) -> set:
+            return {a, b, c}
+
+        def _get_active_partitions(self) -> set:
+            return self.active
+
+    consumer = Consumer()
+    assert faust_internals.resume_fetching(consumer, a)  # out since its buffer was full: back in
+    assert consumer.active == {a, b} and consumer._buffered_partitions == set()
+    assert not faust_internals.resume_fetching(consumer, b)  # fetched already
+    assert not faust_internals.resume_fetching(consumer, c)  # paused on purpose (recovery): left alone
+    assert not faust_internals.resume_fetching(consumer, faust_internals.TP("t", 9))  # not assigned
+    assert consumer.active == {a, b}

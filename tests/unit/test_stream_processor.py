@@ -97,9 +97,14 @@ def test_roles_wire_only_their_parts(tmp_path: Path) -> None:
     # An ingest-only worker stays out of the processing group: it has no tables to agree on.
     assert ingest.app.conf.id == "airq-ingest" and not ingest.app.agents
     process = runtime("process")
-    assert process.poller is None and process.election is None and set(process.app.tables) == {
-        "sensor_history",
-        "latest_by_location",
-    }
+    assert (
+        process.poller is None
+        and process.election is None
+        and set(process.app.tables)
+        == {
+            "sensor_history",
+            "latest_by_location",
+        }
+    )
     both = runtime("all")
     assert both.stream is not None and both.election is not None and both.app.conf.id == process.app.conf.id
