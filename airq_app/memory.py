@@ -21,7 +21,7 @@ import gc
 import time
 
 INTERVAL_S = 10.0
-GC_THRESHOLDS = (20_000, 20, 100)  # Python's defaults: (700, 10, 10)
+GC_THRESHOLDS = (100_000, 20, 100)  # Python's defaults: (700, 10, 10)
 
 
 def tune_gc() -> None:

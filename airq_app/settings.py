@@ -48,7 +48,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "filters": {},
     "dedup": {"retention_days": 400},  # `retention_hours`, when a pipeline file gives it, takes precedence
-    "output": {"rotate_max_bytes": 16 * 1024 * 1024, "rotate_max_age_s": 10, "flush_interval_s": 1.0},
+    "output": {
+        "rotate_max_bytes": 16 * 1024 * 1024,
+        "rotate_max_age_s": 10,
+        "flush_interval_s": 1.0,
+        "finish_idle_s": 0.25,
+    },
     # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
     "kafka": {"replication_factor": "auto", "min_insync_replicas": "auto", "producer_request_timeout_s": 1200},
     # Each location's national index: its country's default unless `by_country` says otherwise (airq_app.indices).
@@ -69,6 +74,7 @@ class OutputSettings:
     rotate_max_bytes: int
     rotate_max_age_s: float
     flush_interval_s: float
+    finish_idle_s: float = 0.25  # a caught-up partition's file is finished after this long without a record; 0: off
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class Settings:
     rotate_max_bytes: int
     rotate_max_age_s: float
     flush_interval_s: float
+    finish_idle_s: float = 0.25
     session_timeout_s: float = 30.0
     topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
     # TLS and SASL of every Kafka client; its repr and public() leave the password out.
@@ -131,7 +138,12 @@ class Settings:
     @property
     def output(self) -> OutputSettings:
         return OutputSettings(
-            self.output_dir, f"w{self.web_port}", self.rotate_max_bytes, self.rotate_max_age_s, self.flush_interval_s
+            self.output_dir,
+            f"w{self.web_port}",
+            self.rotate_max_bytes,
+            self.rotate_max_age_s,
+            self.flush_interval_s,
+            self.finish_idle_s,
         )
 
     def filter_rules(self) -> FilterConfig:
@@ -377,6 +389,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         rotate_max_bytes=int(p["output"]["rotate_max_bytes"]),
         rotate_max_age_s=float(p["output"]["rotate_max_age_s"]),
         flush_interval_s=float(p["output"]["flush_interval_s"]),
+        finish_idle_s=float(p["output"]["finish_idle_s"]),
         session_timeout_s=float(p["app"]["session_timeout_s"]),
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
         **_kafka_settings(env, p["kafka"], pipeline_path),

@@ -30,6 +30,7 @@ log = logging.getLogger("airq.sink")
 RETRY_S = 2.0  # between retries while blocked
 LOCK_POLL_S = 0.2  # between tries of a partition lock another worker holds
 DISCARD_S = 2.0  # at most, to delete a dropped file when giving a partition up
+QUIET_S = 0.25  # a caught-up partition's file is finished once this long passes without a write
 
 
 @dataclass(eq=False)
@@ -43,6 +44,7 @@ class PartitionState:
     blocked: str | None = None  # why its last durable step failed
     releasing: bool = False  # being given up: refuses records
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    quiet: asyncio.TimerHandle | None = None  # `finish_when_quiet`'s check, while one is due
 
     def unfinished(self) -> list[OpenFile]:
         return [f for f in (*self.closing, self.file) if f is not None and not f.finished]
@@ -60,6 +62,7 @@ class JsonLinesSink:
         *,
         max_bytes: int = 16 * 1024 * 1024,
         max_age_s: float = 30.0,
+        quiet_s: float = QUIET_S,
         flush_bytes: int = 1024 * 1024,
         on_blocked: Callable[[str | None], None] | None = None,
         on_finished: Callable[[int, int], None] | None = None,
@@ -71,6 +74,7 @@ class JsonLinesSink:
         self.worker_id = re.sub(r"[^A-Za-z0-9_.-]", "_", worker_id)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        self.quiet_s = quiet_s
         self.flush_bytes = flush_bytes
         self.backlog_bytes = 4 * flush_bytes
         self.close_timeout_s = close_timeout_s
@@ -90,6 +94,7 @@ class JsonLinesSink:
         self._locks: dict[int, asyncio.Lock] = {}
         self._opening: set[int] = set()
         self._open_cancelled: set[int] = set()
+        self._quiet_finishes: set[asyncio.Task[None]] = set()
 
     # -- ownership -------------------------------------------------------------------------------------
 
@@ -414,6 +419,35 @@ class JsonLinesSink:
                 await self._guarded(state, self._finish_closing, state)
             elif f is not None and f.pending:
                 await self._guarded(state, self._flush, f)
+
+    def finish_when_quiet(self, partition: int) -> None:
+        """The stream has caught up with the partition: finish its open file once `quiet_s` passes without a
+        write to it, rather than when it reaches `max_age_s`. A burst (one poll of every location) is then in
+        finished files a quarter of a second after its last message; a steady stream is not split into more
+        files, as its writes keep coming within `quiet_s`."""
+        state = self.partitions.get(partition)
+        if state is None or state.file is None or state.quiet is not None or state.releasing:
+            return
+        f = state.file
+        state.quiet = asyncio.get_running_loop().call_later(self.quiet_s, self._quiet_due, state, f, f.records)
+
+    def _quiet_due(self, state: PartitionState, f: OpenFile, records: int) -> None:
+        state.quiet = None
+        if self.partitions.get(state.partition) is not state or state.releasing or state.file is not f:
+            return  # given up, or the file was finished meanwhile
+        if f.records != records:  # written meanwhile: look again after another quiet period
+            state.quiet = asyncio.get_running_loop().call_later(self.quiet_s, self._quiet_due, state, f, f.records)
+            return
+        task = asyncio.ensure_future(self._finish_quiet(state, f))
+        self._quiet_finishes.add(task)
+        task.add_done_callback(self._quiet_finishes.discard)
+
+    async def _finish_quiet(self, state: PartitionState, f: OpenFile) -> None:
+        async with self._lock(state.partition):
+            if self.partitions.get(state.partition) is not state or state.releasing or state.file is not f:
+                return
+            self._detach(state)
+            await self._guarded(state, self._finish_closing, state)
 
     async def run(self, interval: float) -> None:
         while True:

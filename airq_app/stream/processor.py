@@ -70,6 +70,7 @@ class StreamProcessor:
             worker_id=output.worker_id,
             max_bytes=output.rotate_max_bytes,
             max_age_s=output.rotate_max_age_s,
+            quiet_s=output.finish_idle_s,
             on_blocked=self._blocked,
             on_finished=self._finished,
             before_finish=self.flush_changelog,
@@ -128,7 +129,7 @@ class StreamProcessor:
             msg = event.message
             try:
                 await self.handle(event)
-                self.flush_summaries(event)
+                self.after_message(event)
                 self.metrics.processing_seconds.observe(time.perf_counter() - started)
             except PartitionsMismatch as exc:
                 # The broker's metadata has not caught up with a changelog topic yet: nothing was written, so
@@ -260,12 +261,19 @@ class StreamProcessor:
         if summary is not current and summary is not None:
             self.summaries.put(partition, loc, summary)
 
-    def flush_summaries(self, event: EventT) -> None:
-        """Write the partition's pending location summaries when its burst is over (or they are 1 s old)."""
+    def after_message(self, event: EventT) -> None:
+        """When the message left its partition caught up (nothing more fetched for it), let the sink finish the
+        partition's file once it stays quiet; write the partition's pending location summaries when its burst is
+        over (or they are 1 s old)."""
         msg = event.message
         try:
-            caught_up = lambda: msg.offset + 1 >= (self.app.consumer.highwater(msg.tp) or 0)  # noqa: E731
-            if self.summaries.due(msg.partition, caught_up):
+            caught_up = msg.offset + 1 >= (self.app.consumer.highwater(msg.tp) or 0)
+        except Exception:  # no position known (the partition is being revoked): nothing to hurry
+            caught_up = False
+        if caught_up and self.sink.quiet_s > 0:
+            self.sink.finish_when_quiet(msg.partition)
+        try:
+            if self.summaries.due(msg.partition, lambda: caught_up):
                 self.summaries.flush(msg.partition)
         except Exception as exc:  # the event itself is done; the summaries wait for the next flush
             log.warning("airq: location summaries of partition %d not written yet: %s", msg.partition, exc)

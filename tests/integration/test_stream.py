@@ -130,7 +130,7 @@ def test_restart_keeps_the_deduplication(fast: Pipeline) -> None:
 
 
 def test_clean_stop_finishes_every_open_file(kafka: str, tmp_path: Path) -> None:
-    slow = Pipeline(tmp_path, kafka, output__rotate_max_age_s=3600)
+    slow = Pipeline(tmp_path, kafka, output__rotate_max_age_s=3600, output__finish_idle_s=0)
     try:
         worker = slow.worker().start()
         batch = [measurement(5000 + s, hours_ago(1)) for s in range(10)]

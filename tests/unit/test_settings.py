@@ -30,6 +30,7 @@ def test_shipped_pipeline_defaults() -> None:
     assert s.using_simulator and s.base_url == "http://127.0.0.1:8765"
     assert s.parameters == ("pm25", "pm10", "o3", "no2", "so2", "co")
     assert s.poll_interval_s == 60
+    assert s.output.finish_idle_s == 0.25 and s.output.rotate_max_age_s == 10
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
@@ -98,6 +99,10 @@ def test_dotenv_is_read_but_never_overrides(tmp_path: Path, monkeypatch: pytest.
         (
             lambda p: p["output"].update(rotate_max_bytes=10),
             "output.rotate_max_bytes: 10 is less than the minimum",
+        ),
+        (
+            lambda p: p["output"].update(finish_idle_s=-1),
+            "output.finish_idle_s: -1 is less than the minimum of 0",
         ),
     ],
 )

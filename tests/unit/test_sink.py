@@ -145,6 +145,35 @@ def test_rotates_by_size_and_by_age(tmp_path: Path) -> None:
     ]
 
 
+def test_a_caught_up_partition_is_finished_once_quiet_not_while_written(tmp_path: Path) -> None:
+    acked: list[int] = []
+
+    async def go() -> None:
+        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=3600, quiet_s=0.1)
+        await sink.open_partition(0)
+        await sink.open_partition(1)
+        await sink.write(1, 0, line(0), lambda: acked.append(100))  # never caught up: kept open
+        started = time.monotonic()
+        offset = 0
+        while time.monotonic() - started < 0.5:  # caught up after every write, but written every 20 ms
+            await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
+            sink.finish_when_quiet(0)
+            offset += 1
+            await asyncio.sleep(0.02)
+        assert finished(tmp_path) == [] and acked == []  # a steady stream is not split
+        await asyncio.sleep(0.3)  # quiet: finished without a tick, long before max_age_s
+        assert [f.name for f in finished(tmp_path)] == [f"part-00000-000000000000-{offset - 1:012d}.jsonl"]
+        assert acked == list(range(offset))
+        sink.finish_when_quiet(0)  # no open file: nothing to do
+        await sink.write(0, offset, line(offset), lambda: acked.append(-1))
+        await asyncio.sleep(0.3)
+        assert len(finished(tmp_path)) == 1 and acked[-1] != -1  # a new file, not caught up again: kept open
+        await sink.close()
+
+    asyncio.run(go())
+    assert acked[-2:] in ([-1, 100], [100, -1])
+
+
 def test_recovery_finds_finished_offset_and_drops_unfinished(tmp_path: Path) -> None:
     async def first() -> None:
         sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=3600)
