@@ -14,7 +14,7 @@ Backfilled history (`"backfill": true` messages, `airq_app.backfill`) goes throu
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -160,20 +160,21 @@ def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> 
     Per parameter: the latest value, its US AQI and its national sub-index (`local_index`); for the location: the
     highest AQI and the overall national index (`transform.overall_local_index`: the worst sub-index, or the AQHI).
     """
-    prev = (current or {}).get("parameters", {}).get(record["parameter"])
-    if prev is not None and prev["datetime_utc"] > record["datetime_utc"]:
-        return None
-    entry = dict(current or {})
-    entry["location"] = {
-        "location_id": record["location_id"],
-        "name": record.get("location_name"),
-        "country": record.get("country"),
-        "latitude": record.get("latitude"),
-        "longitude": record.get("longitude"),
-    }
-    params = dict(entry.get("parameters", {}))
-    prev = params.get(record["parameter"])
-    if prev is None or prev["datetime_utc"] <= record["datetime_utc"]:
+    return merge_location(current, (record,))
+
+
+def merge_location(current: dict[str, Any] | None, records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """`location_summary` of several records of one location at once (one message's): the same entry as merging
+    them one by one, with the location's figures computed once; None when none is newer than what `current` shows.
+    """
+    params: dict[str, Any] | None = None
+    newest: dict[str, Any] | None = None
+    for record in records:
+        shown = (params if params is not None else (current or {}).get("parameters", {})).get(record["parameter"])
+        if shown is not None and shown["datetime_utc"] > record["datetime_utc"]:
+            continue
+        if params is None:
+            params = dict((current or {}).get("parameters", {}))
         params[record["parameter"]] = {
             "value": record["value"],
             "unit": record["unit"],
@@ -184,12 +185,23 @@ def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> 
             "sensor_id": record["sensor_id"],
             "local_index": record.get("local_index"),
         }
+        newest = record
+    if params is None or newest is None:
+        return None
+    entry = dict(current or {})
+    entry["location"] = {
+        "location_id": newest["location_id"],
+        "name": newest.get("location_name"),
+        "country": newest.get("country"),
+        "latitude": newest.get("latitude"),
+        "longitude": newest.get("longitude"),
+    }
     entry["parameters"] = params
     scored = [p for p in params.values() if p.get("aqi") is not None]
     top = max(scored, key=lambda p: p["aqi"], default=None)
     entry["aqi"] = top["aqi"] if top else None
     entry["aqi_category"] = top["aqi_category"] if top else None
-    prefer = (record.get("local_index") or {}).get("index")
+    prefer = (newest.get("local_index") or {}).get("index")
     local = {name: p.get("local_index") for name, p in params.items()}
     entry["local_index"] = transform.overall_local_index(local, prefer)
     return entry

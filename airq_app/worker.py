@@ -69,14 +69,14 @@ def build(settings: Settings) -> Runtime:
     backfill.install(app, settings)  # the `faust -A airq_app backfill` command
 
     memory.tune_gc()
-    frozen = False
+
+    @app.task
+    async def freeze_start_up() -> None:
+        # Once the worker has started: the objects start-up built, before the stream's state fills memory.
+        memory.freeze()
 
     @app.timer(memory.INTERVAL_S, name="airq.release_memory")
     async def release_memory() -> None:
-        nonlocal frozen
-        if not frozen:  # the first tick: the worker has started
-            memory.freeze()
-            frozen = True
         # In a thread: malloc_trim runs without the GIL (ctypes releases it), beside the stream, not in its way.
         took = await asyncio.to_thread(memory.release)
         if took > 0.05:

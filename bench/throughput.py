@@ -122,7 +122,7 @@ def bench_airq(
         peaks.append(PeakRss(w.proc.pid))
         peaks[-1].start()
     try:
-        wait_for(lambda: sum(_written(w) for w in ws) >= distinct, 7200, interval=0.5, what="airq to write everything")
+        wait_for(lambda: sum(_written(w) for w in ws) >= distinct, 7200, interval=0.1, what="airq to write everything")
         elapsed = time.perf_counter() - started
     finally:
         for peak in peaks:

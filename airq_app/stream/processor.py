@@ -18,16 +18,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from faust.exceptions import PartitionsMismatch
 from faust.types import TP, EventT, StreamT
+from orjson import OPT_APPEND_NEWLINE, dumps
 
 from airq_app.application import AirqApp
 from airq_app.filters import FilterConfig
 from airq_app.kafka import faust_internals
 from airq_app.kafka.topics import Topics
 from airq_app.metrics import Metrics
-from airq_app.processing import decide, location_summary
+from airq_app.processing import decide, merge_location
 from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import WorkerStatus
@@ -84,6 +84,7 @@ class StreamProcessor:
         self.delivery = ChangelogDelivery([tables.latest_by_location])
         self._changelog_flush = asyncio.Lock()
         self._progress: dict[int, tuple[int, float]] = {}  # partition -> (next offset, since when) for watch_stalls
+        self._end_offsets: dict[int, int] = {}  # partition -> its end offset when last asked (`after_message`)
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class StreamProcessor:
                 records.append(record)
         if records:
             self.summarise(partition, records)
-        lines = [orjson.dumps(r) + b"\n" for r in records]
+        lines = [dumps(r, option=OPT_APPEND_NEWLINE) for r in records]
         if not lines:
             event.ack()
             return
@@ -254,11 +255,8 @@ class StreamProcessor:
     def summarise(self, partition: int, records: list[dict[str, Any]]) -> None:
         """Merge a message's records (one location's) into the location's summary, read and written once."""
         loc = str(records[0]["location_id"])
-        current = self.summaries.get(loc)
-        summary = current
-        for record in records:
-            summary = location_summary(summary, record) or summary  # None: an older (backfilled) value
-        if summary is not current and summary is not None:
+        summary = merge_location(self.summaries.get(loc), records)
+        if summary is not None:  # None: nothing newer than the summary shows (backfilled values)
             self.summaries.put(partition, loc, summary)
 
     def after_message(self, event: EventT) -> None:
@@ -266,17 +264,22 @@ class StreamProcessor:
         partition's file once it stays quiet; write the partition's pending location summaries when its burst is
         over (or they are 1 s old)."""
         msg = event.message
-        try:
-            caught_up = msg.offset + 1 >= (self.app.consumer.highwater(msg.tp) or 0)
-        except Exception:  # no position known (the partition is being revoked): nothing to hurry
-            caught_up = False
+        partition = msg.partition
+        # The end offset only grows: below the last one seen, the partition is not caught up, without asking.
+        caught_up = msg.offset + 1 >= self._end_offsets.get(partition, 0)
+        if caught_up:
+            try:
+                end = self._end_offsets[partition] = self.app.consumer.highwater(msg.tp) or 0
+            except Exception:  # no position known (the partition is being revoked): nothing to hurry
+                end = msg.offset + 2
+            caught_up = msg.offset + 1 >= end
         if caught_up and self.sink.quiet_s > 0:
-            self.sink.finish_when_quiet(msg.partition)
+            self.sink.finish_when_quiet(partition)
         try:
-            if self.summaries.due(msg.partition, lambda: caught_up):
-                self.summaries.flush(msg.partition)
+            if self.summaries.due(partition, lambda: caught_up):
+                self.summaries.flush(partition)
         except Exception as exc:  # the event itself is done; the summaries wait for the next flush
-            log.warning("airq: location summaries of partition %d not written yet: %s", msg.partition, exc)
+            log.warning("airq: location summaries of partition %d not written yet: %s", partition, exc)
 
     async def watch_stalls(self) -> None:
         """Fetch again a partition that has messages waiting but has delivered none for `STALL_S`.
@@ -412,6 +415,7 @@ class StreamProcessor:
         partitions = sorted(tp.partition for tp in revoked if tp.topic == self.topics.names.measurements)
         for partition in partitions:
             self.cursor.close(partition)
+            self._end_offsets.pop(partition, None)
             try:
                 # Before the files are finished: finishing flushes the changelog, summaries included.
                 self.summaries.hand_over(partition)

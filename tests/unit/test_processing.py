@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -9,7 +10,7 @@ import pytest
 
 from airq_app.dedup import GRACE_S, MAX_REVISIONS, bucket_key
 from airq_app.filters import FilterConfig
-from airq_app.processing import decide, decide_in, location_summary
+from airq_app.processing import decide, decide_in, location_summary, merge_location
 from airq_app.validation import parse_measurement
 from airq_dev.harness import encode, measurement
 
@@ -239,6 +240,29 @@ def test_location_summary_keeps_the_newest_per_parameter() -> None:
     assert entry["parameters"]["pm25"]["value"] == 60.0
     assert set(entry["parameters"]) == {"pm25", "o3"}
     assert entry["aqi"] == entry["parameters"]["pm25"]["aqi"] and entry["aqi_category"] == "Unhealthy"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_merging_a_message_at_once_equals_merging_its_records_one_by_one(seed: int) -> None:
+    rng = random.Random(seed)
+    params = [("pm25", "µg/m³", 5.0, 400.0), ("o3", "ppm", 0.01, 0.2), ("no2", "ppm", 0.01, 0.5), ("co", "ppm", 0.1, 9)]
+    hours = [f"2026-11-24T{h:02d}:00:00Z" for h in range(8, 13)]
+    summary = None
+    for offset in range(12):
+        records = []
+        for sensor, (parameter, unit, low, high) in enumerate(rng.sample(params, rng.randint(1, 4))):
+            value = round(rng.uniform(low, high), 3)
+            mm = m(sensor=90 + sensor, hour=rng.choice(hours), parameter=parameter, unit=unit, value=value)
+            record = decide(mm, src(offset), None, CFG, RETENTION, NOW).record
+            assert record is not None
+            records.append(record)
+        one_by_one = summary
+        for record in records:
+            one_by_one = location_summary(one_by_one, record) or one_by_one
+        merged = merge_location(summary, records)
+        assert (merged or summary) == one_by_one
+        assert (merged is None) == (one_by_one is summary)
+        summary = one_by_one
 
 
 @pytest.mark.parametrize("seed", range(6))
