@@ -2,7 +2,8 @@
 
 Writes bench/results.json and prints a table. Sizes are settable, e.g.
 `BENCH_MESSAGES=200000 BENCH_RATE=2000 BENCH_STATE=1000000,10000000 make bench` (`BENCH_LAYOUT=single`: one
-measurement per Kafka message instead of one location's per message), and `BENCH_PARTS` runs some
+measurement per Kafka message instead of one location's per message; `BENCH_PAIRS=2`: runs of airq and of the
+Quix Streams peer each, in mirrored order, averaged), and `BENCH_PARTS` runs some
 parts only (`throughput,latency,state,poller,sink`), keeping the other figures already in bench/results.json.
 """
 
@@ -49,7 +50,8 @@ def main() -> int:
     if "throughput" in parts:
         single = os.environ.get("BENCH_LAYOUT") == "single"
         print(f"throughput: {messages} measurements ...", flush=True)
-        results.update(throughput.run(bootstrap, messages, 0.2, per_location=not single))
+        pairs = int(os.environ.get("BENCH_PAIRS", "2"))
+        results.update(throughput.run(bootstrap, messages, 0.2, per_location=not single, pairs=pairs))
         save()
     if "latency" in parts:
         rate = int(os.environ.get("BENCH_RATE", "2000"))
@@ -83,6 +85,8 @@ def main() -> int:
         "ratio",
         "quix_msgs_per_s",
         "ratio_vs_quix",
+        "airq_runs_msgs_per_s",
+        "quix_runs_msgs_per_s",
         "airq_2_workers_msgs_per_s",
         "airq_peak_rss_mb",
         "baseline_peak_rss_mb",
