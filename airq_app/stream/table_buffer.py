@@ -53,7 +53,6 @@ class TableBuffer:
         self._lock = asyncio.Lock()
         self._discarded: set[int] = set()  # partitions revoked while a delivery was under way
         self.delivered = 0  # keys delivered, in all
-        self.failures = 0
 
     # -- reads and writes (the stream, while it processes a message of `partition`) ----------------------------
 
@@ -119,7 +118,6 @@ class TableBuffer:
             try:
                 offsets = await self._send(taken, writes)
             except BaseException as exc:
-                self.failures += 1
                 for partition, entries in taken.items():
                     if partition in self._discarded:
                         continue  # its next owner processes those messages again

@@ -115,6 +115,15 @@ def test_delivery_writes_the_changelog_then_rocksdb_with_the_offset_faust_recove
     assert buf.size() == 0 and buf.delivered == 31
 
 
+async def held_failing_delivery(buf: TableBuffer, producer: Producer, error: Exception) -> asyncio.Future[int]:
+    """A delivery under way that will fail with `error` once `producer.hold` is set."""
+    producer.fail = error
+    producer.hold = asyncio.Event()
+    delivery = asyncio.ensure_future(buf.deliver())
+    await asyncio.sleep(0.01)
+    return delivery
+
+
 def test_a_failed_delivery_keeps_every_value_pending_and_newer_writes_win(tmp_path: Path) -> None:
     table = rocksdb_table(tmp_path)
     producer = Producer()
@@ -123,10 +132,7 @@ def test_a_failed_delivery_keeps_every_value_pending_and_newer_writes_win(tmp_pa
     async def go() -> None:
         buf.put(0, "a", {"v": 1})
         buf.put(0, "b", {"v": 1})
-        producer.fail = RuntimeError("MessageSizeTooLargeError")
-        producer.hold = asyncio.Event()
-        delivery = asyncio.ensure_future(buf.deliver())
-        await asyncio.sleep(0.01)
+        delivery = await held_failing_delivery(buf, producer, RuntimeError("MessageSizeTooLargeError"))
         buf.put(0, "b", {"v": 2})  # written while the first delivery is under way
         assert buf.get(0, "a") == {"v": 1} and buf.get(0, "b") == {"v": 2}
         producer.hold.set()
@@ -168,10 +174,7 @@ def test_a_partition_revoked_during_a_failed_delivery_is_not_kept_pending(tmp_pa
     async def go() -> None:
         buf.put(0, "a", {"v": 1})
         buf.put(1, "b", {"v": 1})
-        producer.fail = RuntimeError("broker gone")
-        producer.hold = asyncio.Event()
-        delivery = asyncio.ensure_future(buf.deliver())
-        await asyncio.sleep(0.01)
+        delivery = await held_failing_delivery(buf, producer, RuntimeError("broker gone"))
         buf.discard(0)  # revoked meanwhile: another worker owns its state now
         assert buf.get(0, "a") is None  # what was being delivered is not read again either
         producer.hold.set()
