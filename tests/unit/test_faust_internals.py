@@ -183,3 +183,31 @@ def test_a_partition_left_out_of_fetching_is_put_back() -> None:
     assert not faust_internals.resume_fetching(consumer, c)  # paused on purpose (recovery): left alone
     assert not faust_internals.resume_fetching(consumer, faust_internals.TP("t", 9))  # not assigned
     assert consumer.active == {a, b}
+
+
+def test_the_changelog_queue_is_emptied_by_a_revocation_not_by_each_resume() -> None:
+    """A recovery resumes the flow several times; changelog records a standby fetched in between must stay queued
+    (Faust's queue dropped them, leaving the replica without a record batch of its changelog)."""
+    from airq_app.application import create_app
+    from airq_app.settings import load_settings
+    from airq_dev.harness import ROOT
+
+    async def go() -> None:
+        app = create_app(load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False))
+        queue = app.tables.changelog_queue
+        assert isinstance(queue, faust_internals.ChangelogQueue)
+        app.flow_control.resume()  # the recovery's first resume, then records arrive
+        queue.put_nowait("record 5060")
+        app.flow_control.resume()  # the standbys resumed, then the streams: both resume the flow again
+        app.flow_control.resume()
+        assert queue.qsize() == 1
+        app.flow_control.suspend()  # a revocation: suspend, then clear every queue
+        app.flow_control.clear()
+        assert queue.qsize() == 0
+        stream_queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)  # other queues keep Faust's way
+        app.flow_control.resume()
+        stream_queue.put_nowait(1)
+        app.flow_control.resume()
+        assert stream_queue.qsize() == 0
+
+    asyncio.run(go())
