@@ -167,14 +167,14 @@ def merge_location(current: dict[str, Any] | None, records: Iterable[dict[str, A
     """`location_summary` of several records of one location at once (one message's): the same entry as merging
     them one by one, with the location's figures computed once; None when none is newer than what `current` shows.
     """
-    params: dict[str, Any] | None = None
+    params: dict[str, Any] = (current or {}).get("parameters", {})
     newest: dict[str, Any] | None = None
     for record in records:
-        shown = (params if params is not None else (current or {}).get("parameters", {})).get(record["parameter"])
+        shown = params.get(record["parameter"])
         if shown is not None and shown["datetime_utc"] > record["datetime_utc"]:
             continue
-        if params is None:
-            params = dict((current or {}).get("parameters", {}))
+        if newest is None:
+            params = dict(params)  # copied once, at the first record that changes it
         params[record["parameter"]] = {
             "value": record["value"],
             "unit": record["unit"],
@@ -186,7 +186,7 @@ def merge_location(current: dict[str, Any] | None, records: Iterable[dict[str, A
             "local_index": record.get("local_index"),
         }
         newest = record
-    if params is None or newest is None:
+    if newest is None:
         return None
     entry = dict(current or {})
     entry["location"] = {

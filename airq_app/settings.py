@@ -74,7 +74,7 @@ class OutputSettings:
     rotate_max_bytes: int
     rotate_max_age_s: float
     flush_interval_s: float
-    finish_idle_s: float = 0.25  # a caught-up partition's file is finished after this long without a record; 0: off
+    finish_idle_s: float  # a caught-up partition's file is finished after this long without a record; 0: off
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class Settings:
     rotate_max_bytes: int
     rotate_max_age_s: float
     flush_interval_s: float
-    finish_idle_s: float = 0.25
+    finish_idle_s: float
     session_timeout_s: float = 30.0
     topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
     # TLS and SASL of every Kafka client; its repr and public() leave the password out.

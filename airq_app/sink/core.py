@@ -428,15 +428,20 @@ class JsonLinesSink:
         state = self.partitions.get(partition)
         if state is None or state.file is None or state.quiet is not None or state.releasing:
             return
-        f = state.file
+        self._check_quiet_later(state, state.file)
+
+    def _check_quiet_later(self, state: PartitionState, f: OpenFile) -> None:
         state.quiet = asyncio.get_running_loop().call_later(self.quiet_s, self._quiet_due, state, f, f.records)
+
+    def _still_current(self, state: PartitionState, f: OpenFile) -> bool:
+        return self.partitions.get(state.partition) is state and not state.releasing and state.file is f
 
     def _quiet_due(self, state: PartitionState, f: OpenFile, records: int) -> None:
         state.quiet = None
-        if self.partitions.get(state.partition) is not state or state.releasing or state.file is not f:
+        if not self._still_current(state, f):
             return  # given up, or the file was finished meanwhile
         if f.records != records:  # written meanwhile: look again after another quiet period
-            state.quiet = asyncio.get_running_loop().call_later(self.quiet_s, self._quiet_due, state, f, f.records)
+            self._check_quiet_later(state, f)
             return
         task = asyncio.ensure_future(self._finish_quiet(state, f))
         self._quiet_finishes.add(task)
@@ -444,10 +449,9 @@ class JsonLinesSink:
 
     async def _finish_quiet(self, state: PartitionState, f: OpenFile) -> None:
         async with self._lock(state.partition):
-            if self.partitions.get(state.partition) is not state or state.releasing or state.file is not f:
-                return
-            self._detach(state)
-            await self._guarded(state, self._finish_closing, state)
+            if self._still_current(state, f):
+                self._detach(state)
+                await self._guarded(state, self._finish_closing, state)
 
     async def run(self, interval: float) -> None:
         while True:
