@@ -360,6 +360,11 @@ def finished_records(output_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def recent_hour(hours_ago: int = 1) -> str:
+    """A whole UTC hour `hours_ago` before now: test data that no age filter drops, whatever the day."""
+    return time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() - hours_ago * 3600))
+
+
 def measurement(
     sensor_id: int,
     hour: str,

@@ -66,14 +66,25 @@ async def _partitions(bootstrap: str, name: str) -> list[dict[str, Any]]:
         await admin.close()
 
 
-async def _config(bootstrap: str, kind: ConfigResourceType, name: str, key: str) -> str:
+async def _config_once(bootstrap: str, kind: ConfigResourceType, name: str, key: str) -> str | None:
     admin = await _admin(bootstrap)
     try:
         (response,) = await admin.describe_configs([ConfigResource(kind, name, {key: None})])
         resource = response.to_object()["resources"][0]
-        return next(entry["config_value"] for entry in resource["config_entries"] if entry["config_names"] == key)
+        entries = [e["config_value"] for e in resource["config_entries"] if e["config_names"] == key]
+        # A broker that does not yet know a new topic answers with no entry: None, asked again by _config.
+        return entries[0] if resource["error_code"] == 0 and entries else None
     finally:
         await admin.close()
+
+
+def _config(bootstrap: str, kind: ConfigResourceType, name: str, key: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (value := asyncio.run(_config_once(bootstrap, kind, name, key))) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {key} for {kind.name} {name} after {timeout:.0f} s")
+        time.sleep(0.5)
+    return value
 
 
 def _wait_isr(bootstrap: str, name: str, wanted: set[int], timeout: float) -> list[dict[str, Any]]:
@@ -140,11 +151,11 @@ def test_replicated_topic_has_three_copies_and_min_isr_two(cluster: Cluster) -> 
     asyncio.run(_create_topic(cluster.bootstrap, name, 3, rf, {"min.insync.replicas": str(min_isr)}))
     partitions = _wait_isr(cluster.bootstrap, name, {1, 2, 3}, 30)
     assert [sorted(p["replicas"]) for p in partitions] == [[1, 2, 3]] * 3
-    assert asyncio.run(_config(cluster.bootstrap, ConfigResourceType.TOPIC, name, "min.insync.replicas")) == "2"
+    assert _config(cluster.bootstrap, ConfigResourceType.TOPIC, name, "min.insync.replicas") == "2"
 
     # The brokers' own defaults stay at one copy and one in-sync replica: only what airq asks for protects it.
     for key in ("default.replication.factor", "min.insync.replicas"):
-        assert asyncio.run(_config(cluster.bootstrap, ConfigResourceType.BROKER, "1", key)) == "1"
+        assert _config(cluster.bootstrap, ConfigResourceType.BROKER, "1", key) == "1"
 
 
 def test_killed_node_loses_no_acknowledged_write_and_rejoins(cluster: Cluster) -> None:

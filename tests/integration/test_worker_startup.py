@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from airq_dev.harness import VENV_BIN, Pipeline, encode, free_port, measurement, produce, wait_for
+from airq_dev.harness import VENV_BIN, Pipeline, encode, free_port, measurement, produce, recent_hour, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def test_worker_creates_topics_and_consumes(pipeline: Pipeline) -> None:
     partitions = describe_partitions(pipeline.bootstrap, [pipeline.topic, pipeline.dlq_topic])
     assert partitions == {pipeline.topic: 8, pipeline.dlq_topic: 8}
 
-    produce(pipeline.bootstrap, pipeline.topic, [encode(measurement(101, "2026-11-24T10:00:00Z"))])
+    produce(pipeline.bootstrap, pipeline.topic, [encode(measurement(101, recent_hour()))])
     wait_for(lambda: worker.status()["counters"]["consumed"] >= 1, 30, what="the message to be consumed")
     status = worker.status()
     assert sorted(status["assignment"]["active"]) == list(range(8))

@@ -10,7 +10,7 @@ import pytest
 
 from airq_app.settings import load_settings
 from airq_app.worker import build
-from airq_dev.harness import ROOT, encode, measurement
+from airq_dev.harness import ROOT, encode, measurement, recent_hour
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +53,7 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> No
     async def go() -> None:
         await stream.sink.open_partition(0)
         stream.cursor.open(0, 0)
-        hour = "2026-11-24T10:00:00Z"
+        hour = recent_hour()
         agent = rt.app.agents["airq.stream.process"]
         async with agent.test_context() as test_agent:
             key, value = encode(measurement(901, hour, value=20.0))
