@@ -27,6 +27,9 @@ COUNTERS = {
     "handed_over": "Records not written because their partition moved to another worker mid-event.",
     "poll_skipped": "Polled measurements outside the selection, or not mappable.",
     "poll_cycles": "Polling cycles run.",
+    "caught_up": "Missing sensor-hours fetched from /sensors/{id}/hours and sent.",
+    "gaps_given_up": "Missing sensor-hours given up: older than the look-back (make backfill fetches them).",
+    "send_failed": "Polled measurements Kafka did not acknowledge (their hours stay missing and are fetched again).",
     "lost_to_retention": "Messages deleted by the topic's retention before they were processed.",
     "restarted_fetches": "Partitions fetched again after messages waited for them without being delivered.",
 }
@@ -100,3 +103,20 @@ class StatusCollector(Collector):
         yield GaugeMetricFamily(
             "airq_active_partitions", "Partitions this worker processes.", value=len(extra.get("active", []))
         )
+        ingest = extra.get("ingest")
+        if ingest is not None:
+            yield GaugeMetricFamily(
+                "airq_open_sensor_hours",
+                "Sensor-hours the poller knows are missing.",
+                value=ingest["open_sensor_hours"],
+            )
+            yield GaugeMetricFamily(
+                "airq_oldest_open_hour_age_seconds",
+                "Age of the oldest missing sensor-hour (0 when none is missing).",
+                value=ingest["oldest_open_hour_age_s"],
+            )
+            yield GaugeMetricFamily(
+                "airq_given_up_sensor_hours",
+                "Sensor-hours given up since the progress topic began (older than the look-back).",
+                value=ingest["given_up_hours"],
+            )

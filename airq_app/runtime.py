@@ -89,4 +89,7 @@ class Runtime:
 
     def metrics_extra(self) -> dict[str, Any]:
         ok, _ = self.readiness()
-        return {"lag": self.consumer_lag(), "ready": ok, "active": self.assignment()["active"]}
+        extra = {"lag": self.consumer_lag(), "ready": ok, "active": self.assignment()["active"]}
+        if self.poller is not None:
+            extra["ingest"] = self.poller.summary()
+        return extra

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_retries": 5,
         "locations_refresh_hours": 6,
         "lookback_hours": 24,
+        "first_sight_lookback_hours": 0,
+        "gap_retry_minutes": 10,
         "page_limit": 1000,
     },
     "simulator": {"port": 8765, "locations": 200, "seed": 1},
@@ -100,6 +102,8 @@ class Settings:
     locations_refresh_hours: float
     lookback_hours: int
     page_limit: int
+    first_sight_lookback_hours: int
+    gap_retry_minutes: float
     simulator_port: int
     simulator_locations: int
     simulator_seed: int
@@ -377,6 +381,8 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         locations_refresh_hours=float(p["openaq"]["locations_refresh_hours"]),
         lookback_hours=int(p["openaq"]["lookback_hours"]),
         page_limit=int(p["openaq"]["page_limit"]),
+        first_sight_lookback_hours=int(p["openaq"]["first_sight_lookback_hours"]),
+        gap_retry_minutes=float(p["openaq"]["gap_retry_minutes"]),
         simulator_port=int(p["simulator"]["port"]),
         simulator_locations=int(p["simulator"]["locations"]),
         simulator_seed=int(p["simulator"]["seed"]),

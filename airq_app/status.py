@@ -68,6 +68,8 @@ class WorkerStatus:
             "flagged": c["flagged"],
             "files_finished": c["files_finished"],
             "caught_up": c["caught_up"],
+            "gaps_given_up": c["gaps_given_up"],
+            "send_failed": c["send_failed"],
             "realigned": c["realigned"],
             "restarted_fetches": c["restarted_fetches"],
             "stale": c["stale"],

@@ -14,10 +14,13 @@ import asyncio
 import logging
 import sys
 from functools import cache
+from typing import Any
 
 from airq_app import backfill, memory
 from airq_app.application import AirqApp, create_app, web_host
+from airq_app.ingest import progress as progress_log
 from airq_app.ingest.election import PollerElection
+from airq_app.ingest.gaps import GivenUp, SensorProgress
 from airq_app.ingest.poller import Poller
 from airq_app.kafka import topics as topics_mod
 from airq_app.kafka.admin import TopicSpec
@@ -43,6 +46,7 @@ def build(settings: Settings) -> Runtime:
             names.measurements: TopicSpec(settings.partitions),
             names.dead_letter: TopicSpec(settings.partitions),
             names.poller_election: TopicSpec(1),
+            names.poller_progress: TopicSpec(progress_log.PARTITIONS, {"cleanup.policy": "compact"}),
         }
     )
     url = f"http://{web_host(settings)}:{settings.web_port}"
@@ -88,10 +92,19 @@ def build(settings: Settings) -> Runtime:
 def _install_poller(rt: Runtime, app: AirqApp, topics: topics_mod.Topics) -> None:
     settings = rt.settings
 
-    async def send(key: bytes, value: bytes) -> None:
-        await topics.measurements.send(key=key, value=value)
+    progress = topics_mod.raw_topic(app, topics.names.poller_progress, progress_log.PARTITIONS)
 
-    poller = rt.poller = Poller(settings, rt.status, rt.metrics, send)
+    async def send(key: bytes, value: bytes) -> asyncio.Future[Any]:
+        return await topics.measurements.send(key=key, value=value)  # type: ignore[return-value]
+
+    async def save(key: bytes, value: bytes) -> asyncio.Future[Any]:
+        return await progress.send(key=key, value=value)  # type: ignore[return-value]
+
+    async def load() -> tuple[dict[int, SensorProgress], GivenUp]:
+        client_kwargs = settings.kafka_security.aiokafka_kwargs()
+        return await progress_log.read_progress(app.bootstrap_servers(), topics.names.poller_progress, client_kwargs)
+
+    poller = rt.poller = Poller(settings, rt.status, rt.metrics, send, save, load)
     election = rt.election = PollerElection(
         app.bootstrap_servers(),
         topics.names.poller_election,
@@ -101,7 +114,9 @@ def _install_poller(rt: Runtime, app: AirqApp, topics: topics_mod.Topics) -> Non
         client_kwargs=settings.kafka_security.aiokafka_kwargs(),
     )
     app.after_start.append(election.start)
+    # At stop: the poller sends what it holds and writes its progress before another worker may take over.
     app.before_stop.insert(0, election.stop)
+    app.before_stop.insert(0, poller.stop)
 
     @app.timer(1.0, name="airq.ingest.poll")
     async def poll() -> None:

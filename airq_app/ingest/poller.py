@@ -1,12 +1,19 @@
 """The poller: sends every OpenAQ measurement to `air_quality_telematics`, on the one worker elected to poll.
 
 Each cycle (never two at once): refresh the location metadata when it is older than
-`openaq.locations_refresh_hours` (kept on disk across restarts; a failed refresh keeps the cached index), then
-page through `/v3/parameters/{id}/latest` for every configured parameter and send every measurement once per
-cycle: one message per location (a JSON list of its measurements), keyed by location id. The blocking HTTP client
-runs in a worker thread. A failed page is logged and counted; the cycle goes on with the next parameter. Sensors
-silent for more than two hours are caught up from `/v3/sensors/{id}/hours` within half a minute's request budget
-per cycle.
+`openaq.locations_refresh_hours` (a cache on disk; a failed refresh keeps the cached index), then page through
+`/v3/parameters/{id}/latest` for every configured parameter and send its measurements at once: one message per
+location (a JSON list of its measurements), keyed by location id. Then catch up: the hours each sensor is missing
+(`airq_app.ingest.gaps`) are fetched from `/v3/sensors/{id}/hours`, oldest first, and each sensor's are sent as
+soon as they arrive. A failed page is logged and counted, and asked again next cycle.
+
+Progress (each sensor's newest acknowledged hour and its missing hours) moves only when Kafka acknowledged a send,
+and lives in a compacted topic (`airq_app.ingest.progress`) read each time this worker becomes the poller.
+
+Catch-up spends what the `/latest` listings leave of the request budget: per hour, `requests_per_hour` less what the
+listings take in an hour; per minute, what the listings of the next cycle need stays free; and it never waits for
+the budget (an empty minute ends it until the next cycle). The client's budget and the server's
+`x-ratelimit-*` headers bound every request on top of that.
 
 One `Poller` per ingest-capable worker, built at start; `tick()` runs every second and polls only while this
 worker holds the poller election (`airq_app.ingest.election`).
@@ -18,8 +25,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,8 @@ import orjson
 
 from airq_app import openaq, timeutil
 from airq_app.files import write_atomic
+from airq_app.ingest.gaps import Backlog, GivenUp, SensorProgress, hour_of, hour_text
+from airq_app.ingest.progress import GIVEN_UP_KEY
 from airq_app.metrics import Metrics
 from airq_app.models import MEASUREMENT_FIELDS, Measurement
 from airq_app.selection import Selection
@@ -35,10 +45,13 @@ from airq_app.status import WorkerStatus
 
 log = logging.getLogger("airq.poller")
 
-CATCH_UP_GAP_S = 2 * 3600  # a longer silence between two /latest values means missed hours
 MAX_PER_MESSAGE = 500  # measurements in one location's message (a message stays far below Kafka's 1 MB)
+SETTLE_S = 10.0  # at the end of a cycle and at stop: how long to wait for Kafka's acknowledgements
+STOP_WAIT_S = 5.0  # at stop: how long to wait for a cycle's request in flight
 
-Send = Callable[[bytes, bytes], Awaitable[Any]]
+# Sends a message and returns the future of its delivery (Kafka's acknowledgement, acks=all).
+Send = Callable[[bytes, bytes], Awaitable["asyncio.Future[Any]"]]
+LoadProgress = Callable[[], Awaitable[tuple[dict[int, SensorProgress], GivenUp]]]
 
 
 class Poller:
@@ -48,12 +61,16 @@ class Poller:
         status: WorkerStatus,
         metrics: Metrics,
         send: Send,
+        save_progress: Send,
+        load_progress: LoadProgress,
         client: openaq.OpenAQClient | None = None,
     ) -> None:
         self.settings = settings
         self.status = status
         self.metrics = metrics
         self._send = send
+        self._save = save_progress
+        self._load = load_progress
         self.selection = Selection.from_settings(settings)
         self.client = client or openaq.OpenAQClient(
             settings.base_url,
@@ -63,19 +80,33 @@ class Poller:
             timeout=(5.0, settings.timeout_s),
             max_retries=settings.max_retries,
         )
+        self.backlog = Backlog(
+            settings.lookback_hours, settings.first_sight_lookback_hours, settings.gap_retry_minutes * 60
+        )
         self._cycle = asyncio.Lock()
         self._locations_file = settings.data_dir / "locations.json"
-        self._state_file = settings.data_dir / "poller_state.json"
         self.sensor_index: dict[int, dict[str, Any]] = {}
         self._locations_fetched_at = 0.0
-        self.last_sent: dict[int, str] = {}  # sensor id -> newest datetime_utc sent, kept across restarts
-        self._last_sent_loaded = False
+        self._loaded = False  # the backlog holds the progress topic's contents (read when this worker leads)
+        self._leading = False
+        self._stopping = False
         self._last_start = 0.0
         self._pending: dict[int, list[dict[str, Any]]] = {}  # location id -> measurements queued for its message
+        self._in_flight: set[asyncio.Future[Any]] = set()  # sends Kafka has not acknowledged yet
+        self._saves: set[asyncio.Future[Any]] = set()  # progress records in flight
+        self._dirty: set[int] = set()  # sensors whose progress changed since it was last written
+        self._given_up_dirty = False
+        self._latest_requests = 0  # requests the /latest listings took last cycle
+        self._catch_up_times: deque[float] = deque()  # when each catch-up request was sent (the last hour's)
 
     async def tick(self, leading: bool) -> None:
         """Every second: start a cycle when this worker polls and the interval has passed (the first at once)."""
-        if not leading or self._cycle.locked():
+        was_leading, self._leading = self._leading, leading
+        if self._stopping or self._cycle.locked():
+            return
+        if not leading:
+            if was_leading and self._loaded:
+                await self._handed_over()
             return
         if self._last_start and time.monotonic() - self._last_start < self.settings.poll_interval_s:
             return
@@ -89,6 +120,25 @@ class Poller:
                 log.exception("airq: poll cycle failed")
             finally:
                 self.status.inc("poll_cycles")
+
+    async def _handed_over(self) -> None:
+        """Another worker polls now: write what is acknowledged, and read the topic again when polling resumes."""
+        await self.settle(SETTLE_S)
+        self._loaded = False
+
+    async def stop(self) -> None:
+        """Stop polling: let a cycle's request in flight end (a few seconds at most), send what is held, wait for
+        Kafka's acknowledgements and write the progress they make."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._cycle.acquire(), STOP_WAIT_S)
+        except TimeoutError:
+            log.warning("airq: stopping while a poll request is still running")
+        else:
+            self._cycle.release()
+        if self._loaded:
+            await self.flush()
+            await self.settle(SETTLE_S)
 
     async def refresh_locations(self, force: bool = False) -> None:
         if not self.sensor_index:
@@ -107,6 +157,18 @@ class Poller:
         await asyncio.to_thread(_save_cached_locations, self._locations_file, index, self._locations_fetched_at)
         log.info("airq: %d locations, %d sensors indexed", len(locations), len(index))
 
+    async def load_progress(self) -> None:
+        sensors, given_up = await self._load()
+        self.backlog.load(sensors, given_up)
+        self._dirty.clear()
+        self._loaded = True
+        summary = self.backlog.summary(time.time())
+        log.info(
+            "airq: ingest progress of %d sensors read from Kafka: %d missing sensor-hours",
+            summary["sensors"],
+            summary["open_sensor_hours"],
+        )
+
     async def poll_cycle(self) -> dict[str, Any]:
         """One full cycle; returns its summary (also kept as status.last_poll)."""
         status, client = self.status, self.client
@@ -116,18 +178,19 @@ class Poller:
         last.started_at = timeutil.now_utc()
         errors: list[str] = []
         sent = 0
+        if not self._loaded:
+            await self.load_progress()
         try:
             await self.refresh_locations()
         except openaq.OpenAQError as exc:
             errors.append(f"locations: {exc}")
             log.error("airq: refreshing locations failed (keeping %d known sensors): %s", len(self.sensor_index), exc)
         fetched_at = timeutil.now_utc()
-        if not self._last_sent_loaded:
-            self.last_sent.update(await asyncio.to_thread(_load_last_sent, self._state_file))
-            self._last_sent_loaded = True
-        gaps: list[tuple[int, str, str, str]] = []
+        latest_before = client.request_count
         # One OpenAQ parameter id per unit (e.g. no2 in ppm, ppb and µg/m³): each is a separate /latest listing.
         for name, parameter_id in openaq.parameter_variants(self.settings.parameters):
+            if not self._polling():
+                break
             try:
                 items = await asyncio.to_thread(
                     lambda pid=parameter_id: list(client.latest_for_parameter(pid, limit=self.settings.page_limit))
@@ -142,16 +205,14 @@ class Poller:
                 if m is None or m["parameter"] != name or not self.selection.matches(m):
                     status.inc("poll_skipped")
                     continue
-                previous = self.last_sent.get(m["sensor_id"])
-                gap = self.catch_up_gap(previous, m["datetime_utc"])
-                if gap is not None and previous is not None:
-                    gaps.append((m["sensor_id"], previous, *gap))
-                await self.send(m)
+                self.backlog.seen(m["sensor_id"], hour_of(m["datetime_utc"]))
+                await self.queue(m)
                 sent += 1
-        await self.flush()
-        sent += await self.catch_up(gaps, fetched_at, errors)
-        await self.flush()
-        await asyncio.to_thread(_save_last_sent, self._state_file, dict(self.last_sent))
+            await self.flush()
+        self._latest_requests = client.request_count - latest_before
+        await self.save_progress()
+        sent += await self.catch_up(fetched_at, errors)
+        await self.settle(SETTLE_S)
         status.inc("produced", sent)
         last.finished_at = timeutil.now_utc()
         last.duration_s = round(time.monotonic() - started, 3)
@@ -172,7 +233,10 @@ class Poller:
         )
         return {"outcome": last.outcome, "sent": sent, "requests": last.requests, "duration_s": last.duration_s}
 
-    async def send(self, m: dict[str, Any]) -> None:
+    def _polling(self) -> bool:
+        return self._leading and not self._stopping
+
+    async def queue(self, m: dict[str, Any]) -> None:
         """Queue one measurement in its location's message; `flush()` sends the messages."""
         # The message holds the `Measurement` record's fields (its schema), as plain JSON without Faust's metadata.
         record = Measurement(**{k: m[k] for k in MEASUREMENT_FIELDS if k in m})
@@ -191,48 +255,145 @@ class Poller:
         measurements = self._pending.pop(location_id, [])
         if not measurements:
             return
-        await self._send(str(location_id).encode(), orjson.dumps(measurements))
-        for m in measurements:  # sent: the catch-up starts after these
-            if m["datetime_utc"] > self.last_sent.get(m["sensor_id"], ""):
-                self.last_sent[m["sensor_id"]] = m["datetime_utc"]
+        hours: dict[int, list[int]] = {}
+        for m in measurements:
+            hours.setdefault(m["sensor_id"], []).append(hour_of(m["datetime_utc"]))
+        try:
+            delivery = await self._send(str(location_id).encode(), orjson.dumps(measurements))
+        except Exception as exc:  # the producer did not take it: its hours stay missing, fetched again
+            log.warning("airq: sending location %s's measurements failed: %s", location_id, exc)
+            self._delivered(hours, None)
+            return
+        self._in_flight.add(delivery)
+        delivery.add_done_callback(partial(self._delivered, hours))
 
-    def catch_up_gap(self, previous: str | None, current: str) -> tuple[str, str] | None:
-        """(from, to) of the hours a sensor missed between two polls, limited to the look-back window; or None."""
-        if previous is None or current <= previous:
-            return None
-        prev, cur = timeutil.parse_utc(previous), timeutil.parse_utc(current)
-        if (cur - prev).total_seconds() <= CATCH_UP_GAP_S:
-            return None
-        start = max(prev, cur - timedelta(hours=self.settings.lookback_hours))
-        return timeutil.format_utc(start), timeutil.format_utc(cur)
+    def _delivered(self, hours: dict[int, list[int]], delivery: asyncio.Future[Any] | None) -> None:
+        """Kafka acknowledged (or refused) a message: its sensors' progress moves (or its hours stay missing)."""
+        ok = delivery is not None and not delivery.cancelled() and delivery.exception() is None
+        if delivery is not None:
+            self._in_flight.discard(delivery)
+        for sensor_id, sensor_hours in hours.items():
+            if ok:
+                self.backlog.acknowledged(sensor_id, sensor_hours)
+            else:
+                self.backlog.failed(sensor_id, sensor_hours)
+                self.status.inc("send_failed", len(sensor_hours))
+        self._dirty.update(hours)
 
-    async def catch_up(self, gaps: list[tuple[int, str, str, str]], fetched_at: str, errors: list[str]) -> int:
-        """Fetch the missed hours of sensors that were silent (e.g. while airq was down) from /sensors/{id}/hours.
-
-        At most half a minute's request budget per cycle; the other sensors keep their gap for the next cycles.
-        """
-        sent = 0
-        budget = max(1, self.settings.requests_per_minute // 2)
-        for sensor_id, previous, _since, _until in gaps[budget:]:
-            self.last_sent[sensor_id] = previous  # the gap is seen again, and caught up, next cycle
-        for sensor_id, previous, since, until in gaps[:budget]:
+    async def save_progress(self) -> None:
+        """Write the progress records of the sensors whose acknowledged progress changed."""
+        dirty, self._dirty = self._dirty, set()
+        sensors = self.backlog.sensors
+        records = [(str(s).encode(), sensors[s].encode()) for s in sorted(dirty) if s in sensors]
+        if self._given_up_dirty:
+            records.append((GIVEN_UP_KEY, self.backlog.given_up.encode()))
+            self._given_up_dirty = False
+        for key, value in records:
             try:
+                delivery = await self._save(key, value)
+            except Exception as exc:  # written again with the sensor's next change, or by the next poller's reads
+                log.warning("airq: writing ingest progress failed: %s", exc)
+                continue
+            self._saves.add(delivery)
+            delivery.add_done_callback(self._saved)
+
+    def _saved(self, delivery: asyncio.Future[Any]) -> None:
+        self._saves.discard(delivery)
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.warning("airq: Kafka did not take an ingest progress record: %s", delivery.exception())
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most `timeout`) for Kafka to acknowledge what was sent, then write the progress it made."""
+        deadline = time.monotonic() + timeout
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        await self.save_progress()
+        if self._saves:
+            await asyncio.wait(set(self._saves), timeout=max(0.1, deadline - time.monotonic()))
+
+    def _catch_up_allowed(self, began: float) -> bool:
+        """Another catch-up request fits: within this cycle's share of time and the budget the listings leave."""
+        if not self._polling() or time.monotonic() - began > self.settings.poll_interval_s:
+            return False
+        budget = self.client.budget
+        if budget.wait_time() > 0:
+            return False  # this minute's requests (or the server's) are spent: the next cycle goes on
+        used = budget.used()
+        if used["minute"] + self._latest_requests >= budget.per_minute:
+            return False  # the next cycle's listings must not wait
+        now = time.monotonic()
+        while self._catch_up_times and self._catch_up_times[0] <= now - budget.hour_seconds:
+            self._catch_up_times.popleft()
+        cycles_per_hour = budget.hour_seconds / max(self.settings.poll_interval_s, 1.0)
+        share = max(budget.per_hour // 10, int(budget.per_hour - self._latest_requests * cycles_per_hour))
+        return len(self._catch_up_times) < share
+
+    async def catch_up(self, fetched_at: str, errors: list[str]) -> int:
+        """Fetch the hours sensors are missing from /sensors/{id}/hours, oldest first, as the budget allows.
+
+        Each sensor's hours are sent as soon as they arrive; an hour not served is asked again after a back-off,
+        one older than the look-back is given up (counted, and named in the status as days to backfill).
+        """
+        expired = self.backlog.expire(time.time())
+        if expired:
+            n = sum(len(h) for h in expired.values())
+            self.status.inc("gaps_given_up", n)
+            self._given_up_dirty = True
+            self._dirty.update(expired)
+            log.warning(
+                "airq: %d missing sensor-hours of %d sensors are older than the %d h look-back and given up "
+                "(make backfill fetches them from the archive)",
+                n,
+                len(expired),
+                self.settings.lookback_hours,
+            )
+        sent = 0
+        began = time.monotonic()
+        for sensor_id, hours in self.backlog.due(time.time()):
+            if not self._catch_up_allowed(began):
+                break
+            progress = self.backlog.sensors[sensor_id]
+            before = self.client.request_count
+            try:
+                # Period ends in (from, to]: from the hour before the oldest missing one to the newest.
+                since, until = hour_text(hours[0] - 1), hour_text(hours[-1])
                 rows = await asyncio.to_thread(
-                    lambda s=sensor_id, f=since, t=until: self.client.sensor_hours(
-                        s, f, t, limit=self.settings.page_limit
-                    )
+                    self.client.sensor_hours, sensor_id, since, until, limit=self.settings.page_limit
                 )
             except openaq.OpenAQError as exc:
-                errors.append(f"catch-up {sensor_id}: {exc}")
-                self.last_sent[sensor_id] = previous
+                errors.append(f"catch-up {sensor_id}: {exc}")  # its hours stay missing: asked again next cycle
                 continue
+            finally:
+                self._catch_up_times.extend([time.monotonic()] * (self.client.request_count - before))
+            got: set[int] = set()
             for row in rows:
                 m = openaq.measurement_from_hour(row, sensor_id, self.sensor_index, fetched_at)
-                if m is not None and self.selection.matches(m) and m["datetime_utc"] < until:
-                    await self.send(m)
-                    sent += 1
-                    self.status.inc("caught_up")
+                if m is None or not self.selection.matches(m):
+                    continue
+                hour = hour_of(m["datetime_utc"])
+                if hour in progress.open and hour not in got:
+                    got.add(hour)
+                    await self.queue(m)
+            await self.flush()
+            self.backlog.unanswered(sensor_id, [h for h in hours if h not in got], time.time())
+            self._dirty.add(sensor_id)
+            sent += len(got)
+            self.status.inc("caught_up", len(got))
+            await self.save_progress()
         return sent
+
+    def summary(self) -> dict[str, Any]:
+        """What the poller is still missing (as of this worker's last poll), for status and metrics."""
+        found = self.backlog.summary(time.time())
+        found["progress_loaded"] = self._loaded
+        days = found["given_up_days"]
+        found["backfill"] = (
+            f"hours older than the {self.settings.lookback_hours} h look-back were given up on {len(days)} day(s): "
+            f"run `make backfill FROM={days[0]} TO={days[-1]}` (days: {', '.join(days)})"
+            if days
+            else None
+        )
+        return found
 
 
 def _load_cached_locations(path: Path) -> tuple[dict[int, dict[str, Any]], float]:
@@ -245,14 +406,3 @@ def _load_cached_locations(path: Path) -> tuple[dict[int, dict[str, Any]], float
 
 def _save_cached_locations(path: Path, index: dict[int, dict[str, Any]], fetched_at: float) -> None:
     write_atomic(path, orjson.dumps({"fetched_at": fetched_at, "sensors": {str(k): v for k, v in index.items()}}))
-
-
-def _load_last_sent(path: Path) -> dict[int, str]:
-    try:
-        return {int(k): v for k, v in json.loads(path.read_text()).items()}
-    except (FileNotFoundError, ValueError, AttributeError):
-        return {}
-
-
-def _save_last_sent(path: Path, last: dict[int, str]) -> None:
-    write_atomic(path, orjson.dumps({str(k): v for k, v in last.items()}))

@@ -16,6 +16,7 @@ from faust.types import TopicT
 MEASUREMENTS = "air_quality_telematics"
 DEAD_LETTER = "air_quality_telematics_dlq"
 POLLER_ELECTION = "airq_poller_election"  # one partition; its holder in the poller group is the polling worker
+POLLER_PROGRESS = "airq_poller_progress"  # compacted, keyed by sensor id: each sensor's acknowledged ingest progress
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,11 @@ class TopicNames:
     measurements: str
     dead_letter: str
     poller_election: str
+    poller_progress: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
-        return cls(prefix + MEASUREMENTS, prefix + DEAD_LETTER, prefix + POLLER_ELECTION)
+        return cls(prefix + MEASUREMENTS, prefix + DEAD_LETTER, prefix + POLLER_ELECTION, prefix + POLLER_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,17 @@ class Topics:
     dead_letter: TopicT
 
 
-def declare(app: faust.App, names: TopicNames, partitions: int) -> Topics:
-    def raw(name: str) -> TopicT:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-            internal=False,  # created by airq's admin step, with airq's replication and configs
-        )
+def raw_topic(app: faust.App, name: str, partitions: int) -> TopicT:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=False,  # created by airq's admin step, with airq's replication and configs
+    )
 
-    return Topics(names, raw(names.measurements), raw(names.dead_letter))
+
+def declare(app: faust.App, names: TopicNames, partitions: int) -> Topics:
+    return Topics(names, raw_topic(app, names.measurements, partitions), raw_topic(app, names.dead_letter, partitions))
