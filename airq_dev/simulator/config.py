@@ -76,6 +76,9 @@ class WorldConfig:
     revision_rate: float = 0.0
     revision_delay_s: float = 20.0
     archive_lag_hours: int = 0  # the archive (/records/...) ends this many hours before the world clock's hour
+    # Networks that upload in batches: this share of sensors (chosen from the seed) posts every 2, 3 or 4 hours, so
+    # their /latest jumps that many hours at once and the hours between appear only in /sensors/{id}/hours.
+    batch_fraction: float = 0.0
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
@@ -96,6 +99,8 @@ class WorldConfig:
             raise ValueError("revision_rate must be within [0, 1]")
         if values.get("revision_delay_s", 0.0) < 0:
             raise ValueError("revision_delay_s must not be negative")
+        if not 0.0 <= values.get("batch_fraction", 0.0) <= 1.0:
+            raise ValueError("batch_fraction must be within [0, 1]")
         if values.get("archive_lag_hours", 0) < 0:
             raise ValueError("archive_lag_hours must not be negative")
         for name, value in values.items():
@@ -107,4 +112,5 @@ RUNTIME_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "revision_rate": float,
     "revision_delay_s": float,
     "archive_lag_hours": int,
+    "batch_fraction": float,
 }

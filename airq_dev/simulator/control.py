@@ -82,8 +82,8 @@ async def control_clock(request: web.Request) -> web.Response:
 
 
 async def control_world(request: web.Request) -> web.Response:
-    """GET: the world's shape and options. POST `{"revision_rate", "revision_delay_s", "archive_lag_hours"}` (any of
-    them) changes those options."""
+    """GET: the world's shape and options. POST `{"revision_rate", "revision_delay_s", "archive_lag_hours",
+    "batch_fraction"}` (any of them) changes those options."""
     sim = request.app[SIM_KEY]
     world = sim.world
     if request.method == "POST":
@@ -103,6 +103,7 @@ async def control_world(request: web.Request) -> web.Response:
             "revision_rate": sim.config.revision_rate,
             "revision_delay_s": sim.config.revision_delay_s,
             "archive_lag_hours": sim.config.archive_lag_hours,
+            "batch_fraction": sim.config.batch_fraction,
         }
     )
 

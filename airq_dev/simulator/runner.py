@@ -92,7 +92,7 @@ class SimulatorThread:
         self.sim.reset_stats()
 
     def set_world(self, **changes: Any) -> dict[str, Any]:
-        """`revision_rate`, `revision_delay_s`, `archive_lag_hours` (as `POST /_sim/world`)."""
+        """`revision_rate`, `revision_delay_s`, `archive_lag_hours`, `batch_fraction` (as `POST /_sim/world`)."""
         return self.sim.set_world(**changes)
 
     def archive(self) -> dict[str, Any]:
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--revision-delay-s", type=float, default=20.0, help="seconds after first serving until a correction shows"
     )
     p.add_argument("--archive-lag-hours", type=int, default=0, help="hours the archive is behind the API")
+    p.add_argument("--batch-fraction", type=float, default=0.0, help="share of sensors uploading every 2-4 hours, 0-1")
     p.add_argument("--faults", default=None, help='JSON object or name=value,... (e.g. "error_rate=0.1")')
     for name in ("error", "timeout", "slow", "malformed", "sentinel", "negative", "stale", "repeat", "duplicate"):
         p.add_argument(f"--{name}-rate", type=float, default=None, dest=f"{name}_rate")
@@ -193,6 +194,7 @@ def config_from_args(ns: argparse.Namespace) -> WorldConfig:
         revision_rate=ns.revision_rate,
         revision_delay_s=ns.revision_delay_s,
         archive_lag_hours=ns.archive_lag_hours,
+        batch_fraction=ns.batch_fraction,
         faults=faults,
     )
 

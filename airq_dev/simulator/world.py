@@ -229,6 +229,9 @@ class World:
         """The period end of the sensor's newest value, or None when it has none yet."""
         now_hour = self.now_hour() if now_hour is None else now_hour
         hour = now_hour - sensor.lag_h
+        every = self.batch_hours(sensor)
+        if every > 1:
+            hour -= hour % every  # its last upload: the hours since then are not published yet
         inactive = sensor.location.inactive_last_hour
         if inactive is not None:
             hour = min(hour, inactive)
@@ -236,6 +239,13 @@ class World:
         if faults.stale_rate and uniform(self.seed, sensor.id, "stale") < faults.stale_rate:
             hour -= faults.stale_hours
         return hour if hour >= sensor.first_hour else None
+
+    def batch_hours(self, sensor: Sensor) -> int:
+        """How many hours the sensor's uploads hold: 1, or 2, 3 or 4 for a `batch_fraction` share of sensors."""
+        fraction = self.config.batch_fraction
+        if not fraction or uniform(self.seed, sensor.id, "batch") >= fraction:
+            return 1
+        return 2 + int(uniform(self.seed, sensor.id, "batch-size") * 3)
 
     def clean_value(self, sensor: Sensor, hour: int) -> float:
         """The value without injected faults, in the sensor's unit."""

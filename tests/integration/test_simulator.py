@@ -235,6 +235,41 @@ def test_values_follow_the_clock() -> None:
         assert hours.json()["results"][0]["value"] == next(i["value"] for i in later if i["sensorsId"] == 3920)
 
 
+def test_batch_uploading_sensors_jump_in_latest_and_fill_in_hours() -> None:
+    now = [datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()]
+    with running_simulator(locations=80, clock=lambda: now[0], inactive_fraction=0, batch_fraction=0.2) as s:
+        world = World(WorldConfig(locations=80, seed=1, inactive_fraction=0, batch_fraction=0.2))
+        every = {sid: world.batch_hours(sensor) for sid, sensor in world.sensors.items()}
+        batched = {sid for sid, n in every.items() if n > 1}
+        assert 0.1 < len(batched) / len(every) < 0.3 and {every[sid] for sid in batched} == {2, 3, 4}
+
+        def latest() -> dict[int, int]:
+            rows = get(s, "/v3/parameters/2/latest", limit=1000).json()["results"]
+            return {r["sensorsId"]: int(datetime.fromisoformat(r["datetime"]["utc"]).timestamp()) // HOUR for r in rows}
+
+        seen = [latest()]
+        for _ in range(4):
+            now[0] += HOUR
+            seen.append(latest())
+        for sid in seen[0]:
+            hours = [snapshot[sid] for snapshot in seen]
+            steps = {b - a for a, b in zip(hours, hours[1:], strict=False)} - {0}
+            assert steps == ({every[sid]} if sid in batched else {1}), (sid, hours)
+            assert all(h % every[sid] == 0 for h in hours)
+        # The hours between two uploads are in /hours once the later upload is out, never before.
+        sid = next(i for i in seen[-1] if i in batched and every[i] >= 3)
+        last = seen[-1][sid]
+        rows = get(
+            s, f"/v3/sensors/{sid}/hours", datetime_from=utc(last - every[sid]), datetime_to=utc(last + 2)
+        ).json()["results"]
+        ends = [int(datetime.fromisoformat(r["period"]["datetimeTo"]["utc"]).timestamp()) // HOUR for r in rows]
+        assert ends == list(range(last - every[sid] + 1, last + 1))
+
+
+def utc(hour: int) -> str:
+    return datetime.fromtimestamp(hour * HOUR, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_daily_cycle_is_plausible() -> None:
     world = World(WorldConfig(locations=1, seed=1))
     o3 = world.sensors[3917]  # ppm, America/Denver
