@@ -55,7 +55,7 @@ class SensorProgress:
             opened = {int(h): int(n) for h, n in data["open"]}
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a progress record: {exc}") from None
-        if newest is not None and not isinstance(newest, int):
+        if newest is not None and (not isinstance(newest, int) or isinstance(newest, bool)):
             raise ValueError("not a progress record: newest is not an hour")
         return cls(newest, opened)
 
@@ -76,6 +76,8 @@ class GivenUp:
     def decode(cls, raw: bytes) -> GivenUp:
         try:
             data = orjson.loads(raw)
+            if not isinstance(data["days"], list):
+                raise TypeError("days is not a list")
             return cls(int(data["hours"]), [str(d) for d in data["days"]])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a given-up record: {exc}") from None
@@ -101,8 +103,11 @@ class Backlog:
             p = self.sensors[sensor_id] = SensorProgress()
             for h in range(hour - self.first_sight_lookback_hours, hour):
                 p.open.setdefault(h, 0)
-        elif p.newest is not None and hour > p.newest + 1:
-            for h in range(p.newest + 1, hour):
+            return
+        # The newest hour known to exist: acknowledged, or sent and refused (then it is open itself).
+        known = p.newest if p.newest is not None else max(p.open, default=None)
+        if known is not None and hour > known + 1:
+            for h in range(known + 1, hour):
                 p.open.setdefault(h, 0)
 
     def acknowledged(self, sensor_id: int, hours: list[int]) -> None:
