@@ -163,14 +163,15 @@ class Backlog:
 
     def summary(self, now: float) -> dict[str, Any]:
         """What is still missing, for status and metrics."""
-        open_hours = [h for p in self.sensors.values() for h in p.open]
-        oldest = min(open_hours) if open_hours else None
+        open_hours = [(h, s) for s, p in self.sensors.items() for h in p.open]
+        oldest, oldest_sensor = min(open_hours) if open_hours else (None, None)
         return {
             "sensors": len(self.sensors),
             "sensors_with_gaps": sum(1 for p in self.sensors.values() if p.open),
             "open_sensor_hours": len(open_hours),
             "oldest_open_hour": hour_text(oldest) if oldest is not None else None,
             "oldest_open_hour_age_s": max(0, int(now) - oldest * HOUR_S) if oldest is not None else 0,
+            "oldest_open_sensor": oldest_sensor,
             "given_up_hours": self.given_up.hours,
             "given_up_days": list(self.given_up.days),
         }

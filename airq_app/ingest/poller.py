@@ -347,11 +347,13 @@ class Poller:
                 len(expired),
                 self.settings.lookback_hours,
             )
-        sent = 0
+        sent = asked = unanswered = 0
         began = time.monotonic()
-        for sensor_id, hours in self.backlog.due(time.time()):
+        due = self.backlog.due(time.time())
+        for sensor_id, hours in due:
             if not self._catch_up_allowed(began):
                 break
+            asked += 1
             progress = self.backlog.sensors[sensor_id]
             before = self.client.request_count
             try:
@@ -375,11 +377,21 @@ class Poller:
                     got.add(hour)
                     await self.queue(m)
             await self.flush()
-            self.backlog.unanswered(sensor_id, [h for h in hours if h not in got], time.time())
+            missing = [h for h in hours if h not in got]
+            self.backlog.unanswered(sensor_id, missing, time.time())
+            unanswered += len(missing)
             self._dirty.add(sensor_id)
             sent += len(got)
             self.status.inc("caught_up", len(got))
             await self.save_progress()
+        if due:
+            log.info(
+                "airq: catch-up: %d of %d sensors with missing hours asked, %d hours sent, %d not served yet",
+                asked,
+                len(due),
+                sent,
+                unanswered,
+            )
         return sent
 
     def summary(self) -> dict[str, Any]:
