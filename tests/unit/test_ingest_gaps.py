@@ -298,6 +298,7 @@ def test_summary_reports_the_open_hours_and_their_age() -> None:
         "sensors_with_gaps": 1,
         "open_sensor_hours": 2,
         "oldest_open_hour": "2024-03-05T10:00:00Z",
+        "oldest_open_sensor": 1,
         "oldest_open_hour_age_s": 2 * 3600 + 15 * 60,
         "given_up_hours": 1,
         "given_up_days": ["2024-03-04"],
