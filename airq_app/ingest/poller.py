@@ -96,16 +96,17 @@ class Poller:
         self._saves: set[asyncio.Future[Any]] = set()  # progress records in flight
         self._dirty: set[int] = set()  # sensors whose progress changed since it was last written
         self._given_up_dirty = False
+        self._warned_at = 0.0
         self._latest_requests = 0  # requests the /latest listings took last cycle
         self._catch_up_times: deque[float] = deque()  # when each catch-up request was sent (the last hour's)
 
     async def tick(self, leading: bool) -> None:
         """Every second: start a cycle when this worker polls and the interval has passed (the first at once)."""
-        was_leading, self._leading = self._leading, leading
+        self._leading = leading
         if self._stopping or self._cycle.locked():
             return
         if not leading:
-            if was_leading and self._loaded:
+            if self._loaded:  # polled before (maybe during the cycle that just ended): another worker polls now
                 await self._handed_over()
             return
         if self._last_start and time.monotonic() - self._last_start < self.settings.poll_interval_s:
@@ -278,6 +279,11 @@ class Poller:
             else:
                 self.backlog.failed(sensor_id, sensor_hours)
                 self.status.inc("send_failed", len(sensor_hours))
+        if not ok:
+            reason = "not taken" if delivery is None else (delivery.cancelled() and "cancelled") or delivery.exception()
+            log.warning(
+                "airq: Kafka did not acknowledge %d sensors' measurements (%s): fetched again", len(hours), reason
+            )
         self._dirty.update(hours)
 
     async def save_progress(self) -> None:
@@ -398,6 +404,7 @@ class Poller:
         """What the poller is still missing (as of this worker's last poll), for status and metrics."""
         found = self.backlog.summary(time.time())
         found["progress_loaded"] = self._loaded
+        found["unacknowledged_messages"] = len(self._in_flight)
         days = found["given_up_days"]
         found["backfill"] = (
             f"hours older than the {self.settings.lookback_hours} h look-back were given up on {len(days)} day(s): "

@@ -173,6 +173,7 @@ def test_every_topic_gets_three_copies_and_min_isr_two(cluster: Cluster, tmp_pat
         p.topic,
         p.dlq_topic,
         p.prefix + "airq_poller_election",
+        p.prefix + "airq_poller_progress",
         f"{p.app_id}-sensor_history-changelog",
         f"{p.app_id}-latest_by_location-changelog",
         leader_topic,
@@ -199,7 +200,7 @@ def test_every_topic_gets_three_copies_and_min_isr_two(cluster: Cluster, tmp_pat
     p2 = Pipeline(tmp_path / "two", cluster.bootstrap, kafka_env={"AIRQ_KAFKA_REPLICATION_FACTOR": "2"})
     p2.worker("b", role="process").start().stop()
     topics2 = _topics(cluster.bootstrap, p2.prefix, p2.app_id + "-")
-    assert len(topics2) == 6
+    assert len(topics2) == 7
     assert {len(part["replicas"]) for parts in topics2.values() for part in parts} == {2}
     assert set(
         _configs(cluster.bootstrap, ConfigResourceType.TOPIC, list(topics2), "min.insync.replicas").values()
