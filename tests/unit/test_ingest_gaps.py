@@ -736,3 +736,22 @@ def test_a_poll_cycle_fills_a_two_hour_jump_from_the_sensor_hours(tmp_path: Path
     assert rig.status.counters["caught_up"] == 1
     assert rig.status.counters["produced"] == 2
     assert rig.poller.summary()["open_sensor_hours"] == 0
+
+
+def test_a_worker_that_stops_polling_reads_the_progress_again_when_it_polls_again(tmp_path: Path, clock: Clock) -> None:
+    rig = Rig(tmp_path, ack_at_once=True, progress={101: SensorProgress(newest=H10)})
+    run(rig.poller.poll_cycle)
+    assert rig.poller.backlog.sensors[101].newest == H10
+    # Meanwhile another worker polled and wrote its progress; this one lost the election while a cycle ran.
+    rig.progress = {101: SensorProgress(newest=H12)}
+
+    async def lost_then_regained() -> None:
+        async with rig.poller._cycle:
+            await rig.poller.tick(False)  # during a cycle: nothing happens yet
+        await rig.poller.tick(False)  # once it ended: the hand-over is seen even though the flag was already off
+        assert not rig.poller._loaded
+        rig.poller._last_start = 0.0
+        await rig.poller.tick(True)
+
+    run(lost_then_regained)
+    assert rig.poller.backlog.sensors[101].newest == H12
