@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 N ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-soak worker broker stop lint bench clean distclean check-python
+.PHONY: run test test-unit worker broker stop lint bench clean distclean check-python
 
 run: $(INSTALLED)
 	@$(BIN)/python -m airq_dev.launcher run
@@ -18,11 +18,6 @@ test: $(INSTALLED)
 
 test-unit: $(INSTALLED)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
-
-# Tests that are not yet reliable enough for make test (each says why in its docstring).
-test-soak: $(INSTALLED)
-	@$(BIN)/python -m airq_dev.local_kafka fetch >/dev/null
-	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
 # An extra worker on this machine: make worker N=2 (web port 6065+N, its own data directory).
 worker: $(INSTALLED)
