@@ -112,6 +112,7 @@ def _install_poller(rt: Runtime, app: AirqApp, topics: topics_mod.Topics) -> Non
         rt.url,
         session_timeout_s=ELECTION_SESSION_TIMEOUT_S,
         client_kwargs=settings.kafka_security.aiokafka_kwargs(),
+        redact=settings.kafka_security.redact,
     )
     app.after_start.append(election.start)
     # At stop: the poller sends what it holds and writes its progress before another worker may take over.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -48,6 +49,7 @@ class PollerElection:
         url: str,
         session_timeout_s: float = 6.0,
         client_kwargs: dict[str, Any] | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -55,6 +57,7 @@ class PollerElection:
         self.url = url
         self.session_timeout_s = session_timeout_s
         self.client_kwargs = dict(client_kwargs or {})
+        self.redact = redact  # removes the Kafka password from error texts before they are logged or shown
         self.leading = False
         self.joined = False
         self.leading_since: float | None = None
@@ -62,6 +65,7 @@ class PollerElection:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._cache: tuple[float, str | None] = (0.0, None)
+        self._lookup = asyncio.Lock()  # one admin lookup at a time: concurrent status requests share its answer
 
     def _set_leading(self, leading: bool) -> None:
         if leading and not self.leading:
@@ -71,6 +75,10 @@ class PollerElection:
             log.info("airq: this worker is no longer the poller")
             self.leading_since = None
         self.leading = leading
+
+    def record_error(self, exc: BaseException) -> None:
+        """Why the election cannot run, as status and readiness show it: never with the Kafka password."""
+        self.error = self.redact(str(exc) or type(exc).__name__)[:300]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="airq-poller-election")
@@ -102,7 +110,7 @@ class PollerElection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.error = str(exc) or type(exc).__name__
+                self.record_error(exc)
                 log.warning("airq: poller election: %s; retrying in %.0f s", self.error, delay)
             finally:
                 self._set_leading(False)
@@ -127,13 +135,21 @@ class PollerElection:
         at, cached = self._cache
         if time.monotonic() - at < max_age_s:
             return cached
-        found = await describe_poller(self.bootstrap, self.group_id, self.topic, self.client_kwargs)
-        self._cache = (time.monotonic(), found)
-        return found
+        async with self._lookup:
+            at, cached = self._cache
+            if time.monotonic() - at < max_age_s:  # another request looked it up while this one waited
+                return cached
+            found = await describe_poller(self.bootstrap, self.group_id, self.topic, self.client_kwargs, self.redact)
+            self._cache = (time.monotonic(), found)
+            return found
 
 
 async def describe_poller(
-    bootstrap: list[str], group_id: str, topic: str, client_kwargs: dict[str, Any] | None = None
+    bootstrap: list[str],
+    group_id: str,
+    topic: str,
+    client_kwargs: dict[str, Any] | None = None,
+    redact: Callable[[str], str] = str,
 ) -> str | None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **(client_kwargs or {}))
     try:
@@ -150,7 +166,7 @@ async def describe_poller(
                         client_id = member["client_id"]
                         return client_id[len(CLIENT_PREFIX) :] if client_id.startswith(CLIENT_PREFIX) else client_id
     except Exception as exc:
-        log.debug("airq: cannot describe the poller group: %s", exc)
+        log.debug("airq: cannot describe the poller group: %s", redact(str(exc)))
     finally:
         await admin.close()
     return None
