@@ -360,6 +360,18 @@ def finished_records(output_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def polling(workers: Iterable[Worker]) -> list[Worker]:
+    """The live workers that say they poll now (at most one, unless the election is changing hands)."""
+    found = []
+    for w in workers:
+        try:
+            if w.alive() and w.status()["poller"]["this_worker_polls"]:
+                found.append(w)
+        except (OSError, KeyError, TypeError):
+            pass
+    return found
+
+
 def recent_hour(hours_ago: int = 1) -> str:
     """A whole UTC hour `hours_ago` before now: test data that no age filter drops, whatever the day."""
     return time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(time.time() - hours_ago * 3600))

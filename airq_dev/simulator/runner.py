@@ -91,6 +91,10 @@ class SimulatorThread:
     def reset(self) -> None:
         self.sim.reset_stats()
 
+    def advance(self, hours: float) -> None:
+        """Move the world's clock on (as `POST /_sim/clock` with `advance_hours`)."""
+        self.sim.advance(hours)
+
     def set_world(self, **changes: Any) -> dict[str, Any]:
         """`revision_rate`, `revision_delay_s`, `archive_lag_hours`, `batch_fraction` (as `POST /_sim/world`)."""
         return self.sim.set_world(**changes)

@@ -22,7 +22,7 @@ from airq_dev.harness import Pipeline, free_port, wait_for
 from airq_dev.kafka_cluster import Cluster
 from airq_dev.local_kafka import BrokerError
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
-from tests.integration.test_ingest_complete import KEY, advance, check_complete, drained, ingest
+from tests.integration.test_ingest_complete import KEY, check_complete, drained, ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REFUSED_S = 60.0
@@ -88,7 +88,7 @@ def test_a_minute_of_refused_produce_loses_no_polled_hour(cluster: Cluster, tmp_
             for _ in range(4):
                 if stop.wait(REFUSED_S / 5):
                     return
-                advance(sim, 1)
+                sim.advance(1)
 
         ticker = threading.Thread(target=clock, daemon=True)
         ticker.start()

@@ -7,11 +7,9 @@ catch-up. The progress lives in Kafka: a poller that takes over, even on an empt
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,19 +17,12 @@ from typing import Any
 
 import pytest
 
-from airq_dev.harness import Pipeline, Worker, topic_measurements, wait_for
+from airq_dev.harness import Pipeline, Worker, polling, topic_measurements, wait_for
 from airq_dev.harness import output_counts as read_output
 from airq_dev.simulator import HOUR, Faults, SimulatorThread, WorldConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "ingest-test-key"
-
-
-def advance(sim: SimulatorThread, hours: float) -> None:
-    req = urllib.request.Request(
-        f"{sim.url}/_sim/clock", data=json.dumps({"advance_hours": hours}).encode(), method="POST"
-    )
-    urllib.request.urlopen(req, timeout=5).read()
 
 
 def hour_of(text: str) -> int:
@@ -53,17 +44,6 @@ def every_hour(served: list[tuple[int, str, float, str]]) -> set[tuple[int, str]
         last[sensor] = max(last[sensor], h)
     horizon = int((datetime.now(UTC) - timedelta(hours=71)).timestamp()) // HOUR
     return {(s, utc(h)) for s in first for h in range(first[s], last[s] + 1) if h > horizon}
-
-
-def polling(workers: list[Worker]) -> list[Worker]:
-    found = []
-    for w in workers:
-        try:
-            if w.alive() and w.status()["poller"]["this_worker_polls"]:
-                found.append(w)
-        except (OSError, KeyError, TypeError):
-            pass
-    return found
 
 
 def ingest(worker: Worker) -> dict[str, Any]:
@@ -136,7 +116,7 @@ def test_split_workers_write_every_hour_once_through_poller_kills_mid_catch_up(k
             for _ in range(12):
                 if stop.wait(7.0):
                     return
-                advance(sim, 1)
+                sim.advance(1)
 
         ticker = threading.Thread(target=clock, daemon=True)
         ticker.start()
@@ -218,7 +198,7 @@ def test_a_six_hour_outage_of_every_worker_drains_within_the_budget(kafka: str, 
         assert poller.stop() == 0
         stop_s = time.monotonic() - began
         assert processor.stop() == 0
-        advance(sim, 6)  # six hours pass with no worker running
+        sim.advance(6)  # six hours pass with no worker running
         requests_before = sim.stats(False)["requests_total"]
         poller.start()
         processor.start()

@@ -10,13 +10,12 @@ import json
 import random
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from airq_dev.harness import Pipeline, Worker, topic_measurements, wait_for
+from airq_dev.harness import Pipeline, polling, topic_measurements, wait_for
 from airq_dev.harness import output_counts as read_output
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 
@@ -24,29 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = "roles-test-key"
 
 
-def advance(sim: SimulatorThread, hours: float) -> None:
-    req = urllib.request.Request(
-        f"{sim.url}/_sim/clock", data=json.dumps({"advance_hours": hours}).encode(), method="POST"
-    )
-    urllib.request.urlopen(req, timeout=5).read()
-
-
 def kept(messages: list[dict], max_age_h: float) -> set[tuple[int, str]]:
     """What the stream writes of what was served: not sentinel or negative values, nor older than 72 hours
     (`max_age_h` a little under or over it, for a lower and an upper bound)."""
     horizon = (datetime.now(UTC) - timedelta(hours=max_age_h)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {(m["sensor_id"], m["datetime_utc"]) for m in messages if m["value"] >= 0 and m["datetime_utc"] > horizon}
-
-
-def polling(workers: list[Worker]) -> list[Worker]:
-    found = []
-    for w in workers:
-        try:
-            if w.alive() and w.status()["poller"]["this_worker_polls"]:
-                found.append(w)
-        except (OSError, KeyError, TypeError):
-            pass
-    return found
 
 
 def test_ingest_and_processing_workers_killed_over_and_over_write_everything_once(kafka: str, tmp_path: Path) -> None:
@@ -83,7 +64,7 @@ def test_ingest_and_processing_workers_killed_over_and_over_write_everything_onc
                 if stop.wait(5.0):
                     return
                 running.wait()
-                advance(sim, 1)
+                sim.advance(1)
 
         ticker = threading.Thread(target=clock, daemon=True)
         ticker.start()
