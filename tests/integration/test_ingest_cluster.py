@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from airq_dev.harness import Pipeline, free_port, wait_for
+from airq_dev.harness import Pipeline, wait_for
 from airq_dev.kafka_cluster import Cluster
-from airq_dev.local_kafka import BrokerError
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 from tests.integration.test_ingest_complete import KEY, check_complete, drained, ingest
+from tests.integration.test_kafka_cluster import cluster  # noqa: F401  (the module-scoped 3-node cluster)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REFUSED_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"), [free_port() for _ in range(3)], [free_port() for _ in range(3)])
-    try:
-        c.start()
-    except BrokerError as exc:
-        c.stop()
-        pytest.fail(f"cannot start the 3-node Kafka cluster: {exc}")
-    yield c
-    c.stop()
 
 
 def set_min_insync(bootstrap: str, topic: str, value: int) -> None:
@@ -53,7 +40,7 @@ def set_min_insync(bootstrap: str, topic: str, value: int) -> None:
     asyncio.run(go())
 
 
-def test_a_minute_of_refused_produce_loses_no_polled_hour(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_minute_of_refused_produce_loses_no_polled_hour(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
     sim = SimulatorThread(
         WorldConfig(
             locations=150,
