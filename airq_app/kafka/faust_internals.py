@@ -16,6 +16,12 @@ must then be checked against the new Faust before the pin moves.
 - `Consumer._commit`: commits explicit offsets (forwards or backwards) when a partition is assigned.
 - `Table.data` (the store) for one-lookup reads, and `Table.send_changelog` for a write on behalf of a partition
   outside any event (location summaries flushed when their partition is revoked).
+- Seeks (`AIOKafkaConsumerThread.seek`, `Consumer._seek`): Faust calls the aiokafka consumer's `seek` straight from
+  the worker's event loop, although that consumer lives in the consumer thread's loop. `Fetcher.seek_to` then deletes
+  the partition's fetched records while the thread may be deleting them too (`KeyError` in `fetched_records`: the
+  worker crashed), and wakes the thread's fetch waiter with `set_result` from the wrong thread, which that loop does
+  not notice: the partition stalled until something else woke the loop. Here every seek runs in the consumer's
+  thread: awaited (`Consumer._seek`), or queued with `call_soon_threadsafe` (`ConsumerThread.seek`).
 - The consumer thread's stop (`AIOKafkaConsumerThread.on_thread_stop`): finishes when a rebalance callback was cut
   short (see `ConsumerThread`); uses the aiokafka consumer's `_fetcher` and `_client`.
 - The producer (`Producer` below, installed through `Transport.Producer`): Faust's aiokafka producer with the
@@ -40,7 +46,7 @@ from typing import Any, cast
 
 import faust
 import rocksdict
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust import tables as faust_tables
 from faust.exceptions import ProducerSendError
 from faust.sensors import Monitor
@@ -162,10 +168,30 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await part.close()
 
+    def seek(self, partition: TP, offset: int) -> None:
+        """Faust's synchronous seek, run in the consumer's thread (see the module docstring)."""
+        self.thread_loop.call_soon_threadsafe(self._seek_here, partition, offset)
+
+    async def seek_in_thread(self, partition: TP, offset: int) -> None:
+        """Seek from the consumer's thread and wait for it; `IllegalStateError` if the partition is not assigned."""
+        await self.call_thread(self._seek_async, partition, offset)
+
+    async def _seek_async(self, partition: TP, offset: int) -> None:
+        self._ensure_consumer().seek(partition, offset)
+
+    def _seek_here(self, partition: TP, offset: int) -> None:
+        try:
+            self._ensure_consumer().seek(partition, offset)
+        except IllegalStateError:
+            log.info("airq: %s[%d] no longer assigned; not seeking to %d", partition.topic, partition.partition, offset)
+
 
 class Consumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        await cast(ConsumerThread, self._thread).seek_in_thread(partition, offset)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
         callback = self.callback

@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.exceptions import PartitionsMismatch
 from faust.types import TP, EventT, StreamT
 from orjson import OPT_APPEND_NEWLINE, dumps
@@ -187,10 +188,22 @@ class StreamProcessor:
             await self.send_dead_letter(event, str(exc))
             event.ack()
             return
-        source = {"topic": msg.topic, "partition": partition, "offset": offset}
         for table in (self.tables.sensor_history, self.tables.latest_by_location):
             # Raises PartitionsMismatch before any write rather than between the two tables' writes.
             faust_internals.verify_writable(table, msg.topic)
+        history = self.history
+        history.begin(partition)  # the message's state writes apply together with its records, or not at all
+        try:
+            await self._decide_message(event, items, partition, offset, generation)
+        finally:
+            history.rollback()  # nothing staged is left once the records are accepted (`commit`)
+
+    async def _decide_message(
+        self, event: EventT, items: list[Any], partition: int, offset: int, generation: int
+    ) -> None:
+        msg = event.message
+        status = self.status
+        source = {"topic": msg.topic, "partition": partition, "offset": offset}
         records: list[dict[str, Any]] = []
         in_message: set[tuple[int, str]] = set()
         now = datetime.now(UTC)
@@ -216,16 +229,29 @@ class StreamProcessor:
             record = self.decide_one(m, source, partition, now)
             if record is not None:
                 records.append(record)
-        if records:
-            self.summarise(partition, records)
+        summary = self.summary_of(records) if records else None
         lines = [dumps(r, option=OPT_APPEND_NEWLINE) for r in records]
+
+        def accepted() -> None:
+            self.history.commit()
+            if summary is not None:
+                self.summaries.put(partition, *summary)
+
         if not lines:
+            if self.sink.owns(partition, generation):
+                accepted()
             event.ack()
             return
         try:
             # One write for the whole message: its lines never straddle two files.
-            await sink.write(
-                partition, offset, b"".join(lines), self._acker(event), generation=generation, records=len(lines)
+            await self.sink.write(
+                partition,
+                offset,
+                b"".join(lines),
+                self._acker(event),
+                generation=generation,
+                records=len(lines),
+                accepted=accepted,
             )
         except SinkClosed:
             # The partition moved away mid-event: not acknowledged, so its new owner processes it again.
@@ -252,12 +278,12 @@ class StreamProcessor:
             status.inc("flagged")
         return decision.record
 
-    def summarise(self, partition: int, records: list[dict[str, Any]]) -> None:
-        """Merge a message's records (one location's) into the location's summary, read and written once."""
+    def summary_of(self, records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+        """A message's records (one location's) merged into the location's summary: (key, summary), or None when
+        nothing is newer than the summary shows (backfilled values)."""
         loc = str(records[0]["location_id"])
         summary = merge_location(self.summaries.get(loc), records)
-        if summary is not None:  # None: nothing newer than the summary shows (backfilled values)
-            self.summaries.put(partition, loc, summary)
+        return None if summary is None else (loc, summary)
 
     def after_message(self, event: EventT) -> None:
         """When the message left its partition caught up (nothing more fetched for it), let the sink finish the
@@ -282,6 +308,13 @@ class StreamProcessor:
             log.warning("airq: location summaries of partition %d not written yet: %s", partition, exc)
 
     async def watch_stalls(self) -> None:
+        """The stall check, run by a timer: an error in it (Kafka away, a partition revoked) waits for the next run."""
+        try:
+            await self._watch_stalls()
+        except Exception as exc:
+            log.warning("airq: stall check failed, trying again in %.0f s: %r", STALL_CHECK_S, exc)
+
+    async def _watch_stalls(self) -> None:
         """Fetch again a partition that has messages waiting but has delivered none for `STALL_S`.
 
         Around rebalances a newly assigned partition can stop being delivered (Faust takes a partition out of
@@ -328,11 +361,12 @@ class StreamProcessor:
             self._progress[tp.partition] = (expected, now)
             await self.realign(tp, expected, force=True)
 
-    async def realign(self, tp: TP, offset: int, force: bool = False) -> int:
+    async def realign(self, tp: TP, offset: int, force: bool = False) -> int | None:
         """Seek a partition back to the next offset it must process (at most every 2 s per partition unless forced).
 
         Returns the partition's next offset afterwards: `offset`, or the earliest offset still in the topic when
-        retention deleted the messages from `offset` on before they were processed. Those are lost (logged,
+        retention deleted the messages from `offset` on before they were processed; None when the partition was
+        revoked meanwhile. Those are lost (logged,
         counted and shown in status); seeking to a deleted offset would only reset to the earliest one, deliver
         it as "ahead" again, and stall the partition for ever.
         """
@@ -353,7 +387,12 @@ class StreamProcessor:
             offset = earliest
         self.status.inc("realigned")
         log.warning("airq: %s[%d] skipped ahead; seeking back to offset %d", tp.topic, tp.partition, offset)
-        await self.app.consumer.seek(tp, offset)
+        try:
+            await self.app.consumer.seek(tp, offset)
+        except IllegalStateError:
+            # Revoked while this waited for Kafka: the partition's next owner starts from its output.
+            log.info("airq: %s[%d] revoked meanwhile; not seeking", tp.topic, tp.partition)
+            return None
         return offset
 
     def _acker(self, event: EventT) -> Any:

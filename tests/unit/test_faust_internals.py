@@ -4,11 +4,14 @@ wait, else raced as Faust does), and a consumer stop that always ends."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import types
 from typing import Any
 
 import pytest
+from aiokafka.errors import IllegalStateError
+from faust.types import TP
 from mode import Service
 
 from airq_app.kafka import faust_internals
@@ -211,3 +214,38 @@ def test_the_changelog_queue_is_emptied_by_a_revocation_not_by_each_resume() -> 
         assert stream_queue.qsize() == 0
 
     asyncio.run(go())
+
+
+class _AioConsumer:
+    """aiokafka's consumer as far as a seek goes: records the thread each seek ran in."""
+
+    def __init__(self, assigned: set[TP]) -> None:
+        self.assigned = assigned
+        self.seeks: list[tuple[str, TP, int]] = []
+        self.done = threading.Event()
+
+    def seek(self, tp: TP, offset: int) -> None:
+        if tp not in self.assigned:
+            self.done.set()
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        self.seeks.append((threading.current_thread().name, tp, offset))
+        self.done.set()
+
+
+def test_a_seek_from_the_event_loop_runs_in_the_consumer_thread() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="consumer-thread", daemon=True)
+    thread.start()
+    try:
+        consumer_thread = faust_internals.ConsumerThread.__new__(faust_internals.ConsumerThread)
+        consumer_thread.thread_loop = loop
+        aio = consumer_thread._consumer = _AioConsumer({TP("t", 0)})
+        consumer_thread.seek(TP("t", 0), 609)  # Faust's synchronous seek, called from this (the worker's) thread
+        assert aio.done.wait(5)
+        assert aio.seeks == [("consumer-thread", TP("t", 0), 609)]
+        aio.done.clear()
+        consumer_thread.seek(TP("t", 2), 1)  # revoked meanwhile: logged in the thread, nothing raised anywhere
+        assert aio.done.wait(5) and len(aio.seeks) == 1
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
