@@ -358,12 +358,17 @@ class JsonLinesSink:
         ack: Callable[[], object],
         generation: int | None = None,
         records: int = 1,
+        accepted: Callable[[], object] | None = None,
     ) -> None:
         """Append JSON lines (`records` of them, each with its trailing newline) from source `offset`; `ack` runs
-        once they are durable."""
+        once they are durable. `accepted` runs just before the lines are taken, with no wait in between: what
+        it makes pending (the state that decided them) is delivered before their file can be finished, and never
+        when the partition is no longer owned (SinkClosed)."""
         if not self._writable.is_set():
             await self._wait_writable(partition, generation)
         state = self._owned(partition, generation)
+        if accepted is not None:
+            accepted()
         f = state.file
         if f is None:
             f = state.file = self._new_file(partition, offset)

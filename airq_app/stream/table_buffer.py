@@ -12,6 +12,11 @@ recovery and standbys. Reads see undelivered values first. A value that never re
 never behind a finished file: its messages are not acknowledged, so they are processed again after a crash, and a
 failed delivery keeps the values for the next attempt (the sink reports the output as not durable meanwhile).
 
+A message's writes apply together or not at all: `begin` stages them, `commit` makes them pending (the stream commits
+when the message's records are accepted by the sink), `rollback` forgets them (the message failed part-way, or its
+partition was revoked while it waited: its next owner processes it again). Nothing reaches a partition's pending
+writes after `discard`, so a changelog partition this worker no longer owns never receives a late value.
+
 Values are JSON objects held as Python dicts while pending (`airq_app.stream.table_values` has the bytes form):
 the writer must not change a dict after handing it over, and readers must not change what `get` returns.
 """
@@ -52,11 +57,19 @@ class TableBuffer:
         self._views: dict[int, list[dict[str, Any]]] = {}  # partition -> its layers (see `_view`)
         self._lock = asyncio.Lock()
         self._discarded: set[int] = set()  # partitions revoked while a delivery was under way
+        self.staged: dict[str, Any] | None = None  # the current message's writes (`begin`), not yet pending
+        self._staged_partition = -1
+        self._staged_revoked = False  # its partition was discarded since `begin`
         self.delivered = 0  # keys delivered, in all
 
     # -- reads and writes (the stream, while it processes a message of `partition`) ----------------------------
 
     def get(self, partition: int, key: str) -> dict[str, Any] | None:
+        staged = self.staged
+        if staged is not None and partition == self._staged_partition:
+            value = staged.get(key)
+            if value is not None:
+                return None if value is _DELETED else value
         for entries in self._views.get(partition) or self._view(partition):
             value = entries.get(key)
             if value is not None:
@@ -74,6 +87,12 @@ class TableBuffer:
         return view
 
     def put(self, partition: int, key: str, value: Any) -> None:
+        staged = self.staged
+        if staged is not None:
+            if partition != self._staged_partition:
+                raise ValueError(f"partition {partition} written while a message of {self._staged_partition} is staged")
+            staged[key] = value
+            return
         entries = self.pending.get(partition)
         if entries is None:
             entries = self.pending[partition] = {}
@@ -85,6 +104,28 @@ class TableBuffer:
         if self.get(partition, key) is not None:
             self.put(partition, key, _DELETED)
 
+    def begin(self, partition: int) -> None:
+        """Stage the writes that follow (one message of `partition`) until `commit` or `rollback`."""
+        self.staged, self._staged_partition, self._staged_revoked = {}, partition, False
+
+    def commit(self) -> int:
+        """Make the staged writes pending; dropped instead if their partition was discarded meanwhile. The number
+        of keys made pending."""
+        staged, partition, revoked = self.staged, self._staged_partition, self._staged_revoked
+        self.rollback()
+        if not staged or revoked:
+            return 0
+        entries = self.pending.get(partition)
+        if entries is None:
+            entries = self.pending[partition] = {}
+            self._views.pop(partition, None)
+        entries.update(staged)
+        return len(staged)
+
+    def rollback(self) -> None:
+        """Forget the staged writes (nothing staged: nothing to do)."""
+        self.staged, self._staged_partition, self._staged_revoked = None, -1, False
+
     def size(self) -> int:
         return sum(map(len, self.pending.values())) + sum(map(len, self.inflight.values()))
 
@@ -92,6 +133,8 @@ class TableBuffer:
         """Forget what the partition has pending and cached (it was revoked: its unacknowledged messages are
         processed again by its next owner, and its table may change elsewhere). Returns how many keys were dropped."""
         self._discarded.add(partition)
+        if partition == self._staged_partition:
+            self._staged_revoked = True
         self.inflight.pop(partition, None)  # not to be read again: the partition may come back changed
         self._views.pop(partition, None)
         for delivered in self.recent:

@@ -191,11 +191,7 @@ def test_workers_join_and_leave_while_the_disk_is_full(kafka: str, tmp_path: Pat
         diagnosis = _diagnosis(small_disk, [w1, w3])
         for w in (w1, w3):
             if _lagging(w):
-                w.dump_stacks("stalled")  # into its log, for the next look at the stall
-        if any(_lagging(w) for w in (w1, w3)):
-            # Not the output: after the rebalances the stream did not receive those messages at all (see the
-            # docstring); what it received is written exactly once.
-            pytest.xfail(f"stream stalled after the rebalances, output not involved:\n{diagnosis}")
+                w.dump_stacks("stalled")  # into its log, to see where a stalled stream waits
         raise AssertionError(f"{exc}\n{diagnosis}") from None
     counts = Counter((r["sensor_id"], r["datetime_utc"]) for r in finished_records(small_disk))
     assert set(counts) == expected and max(counts.values()) == 1

@@ -96,12 +96,7 @@ def test_an_undelivered_table_update_holds_its_file_back_until_delivered(kafka: 
     try:
         wait_for(lambda: other.status()["counters"]["duplicates"] >= 40, 90, what="repeats recognised")
     except AssertionError:
-        counters = other.status()["counters"]
-        if counters["consumed"] == 0 and len(finished_records(p.output_dir)) == 40:
-            # Not this test's subject: the new worker received none of its partitions' messages (a rare stall
-            # after an assignment, also seen in test_full_disk). Its task and thread stacks go into its log.
-            other.dump_stacks("stalled")
-            pytest.xfail(f"the new worker consumed nothing in 90 s: {counters}")
+        other.dump_stacks("stalled")  # into its log, to see where a stalled stream waits
         raise
     assert len(finished_records(p.output_dir)) == 40
 

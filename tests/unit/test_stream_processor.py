@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from faust.types import TP
 
-from airq_app.settings import load_settings
+from airq_app.runtime import Runtime
+from airq_app.settings import Settings, load_settings
+from airq_app.stream import processor
+from airq_app.stream.processor import StreamProcessor
 from airq_app.worker import build
 from airq_dev.harness import ROOT, encode, measurement, recent_hour
 
@@ -19,7 +23,26 @@ def lines(output: Path) -> list[dict]:
     return [json.loads(x) for f in sorted(output.rglob("*.jsonl")) for x in f.read_text().splitlines()]
 
 
-def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> None:
+class DeadLetters:
+    """The dead-letter topic: keeps what is sent; a send waits while `hold` is set and not released."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.hold: asyncio.Event | None = None
+        self.waiting = asyncio.Event()
+
+    async def send(self, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        self.sent.append(value)
+        if self.hold is not None:
+            self.waiting.set()
+            await self.hold.wait()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def runtime(tmp_path: Path) -> tuple[Runtime, StreamProcessor, Settings]:
+    """A processing worker with in-memory tables, a real sink and no changelog."""
     settings = load_settings(
         {
             "AIRQ_PIPELINE": str(ROOT / "pipeline.json"),
@@ -34,21 +57,26 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> No
     rt.app.finalize()
     rt.app.flow_control.resume()
     stream = rt.stream
-    assert stream is not None and rt.poller is None and rt.election is None
-    sent_dead_letters: list[bytes] = []
-
-    class DeadLetters:
-        async def send(self, key: bytes | None, value: bytes) -> asyncio.Future[None]:
-            sent_dead_letters.append(value)
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+    assert stream is not None
 
     async def no_changelog() -> None:
         return None  # in-memory tables: there is no changelog to flush
 
-    stream.topics = stream.topics.__class__(stream.topics.names, stream.topics.measurements, DeadLetters())
     stream.sink._before_finish = no_changelog
+    return rt, stream, settings
+
+
+def with_dead_letters(stream: StreamProcessor) -> DeadLetters:
+    dead = DeadLetters()
+    stream.topics = stream.topics.__class__(stream.topics.names, stream.topics.measurements, dead)
+    return dead
+
+
+def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> None:
+    rt, stream, settings = runtime(tmp_path)
+    assert rt.poller is None and rt.election is None
+    dead = with_dead_letters(stream)
+    sent_dead_letters = dead.sent
 
     async def go() -> None:
         await stream.sink.open_partition(0)
@@ -108,3 +136,61 @@ def test_roles_wire_only_their_parts(tmp_path: Path) -> None:
     )
     both = runtime("all")
     assert both.stream is not None and both.election is not None and both.app.conf.id == process.app.conf.id
+
+
+def test_a_message_that_fails_part_way_keeps_no_state_and_its_replay_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rt, stream, settings = runtime(tmp_path)
+    dead = with_dead_letters(stream)
+    hour = recent_hour()
+    batch = [measurement(911, hour, value=1.0, location_id=95), measurement(912, hour, value=2.0, location_id=95)]
+    real_merge = processor.merge_location
+
+    def failing_merge(*args: object) -> object:
+        raise RuntimeError("location summary failed")
+
+    async def go() -> None:
+        await stream.sink.open_partition(0)
+        stream.cursor.open(0, 0)
+        async with stream.app.agents["airq.stream.process"].test_context() as agent:
+            # Both measurements are decided (their state staged), then the location summary raises.
+            monkeypatch.setattr(processor, "merge_location", failing_merge)
+            await agent.put(json.dumps(batch).encode(), key=b"95", partition=0)
+            monkeypatch.setattr(processor, "merge_location", real_merge)
+            assert stream.history.size() == 0  # nothing of the failed message is pending
+            await agent.put(json.dumps(batch).encode(), key=b"95", partition=0)  # the dead letter, replayed
+            await stream.sink.close()
+
+    asyncio.run(go())
+    assert [json.loads(x)["reason"].split(":")[0] for x in dead.sent] == ["processing_error"]
+    assert [r["sensor_id"] for r in lines(settings.output_dir)] == [911, 912]
+
+
+def test_state_decided_after_a_revocation_is_not_kept_for_the_partition(tmp_path: Path) -> None:
+    _rt, stream, settings = runtime(tmp_path)
+    dead = with_dead_letters(stream)
+    hour = recent_hour()
+    message = [
+        measurement(921, hour, value=1.0, location_id=96),
+        {"sensor_id": "x"},  # dead-lettered: the agent waits for Kafka here
+        measurement(922, hour, value=2.0, location_id=96),
+    ]
+
+    async def go() -> None:
+        dead.hold = asyncio.Event()
+        await stream.sink.open_partition(0)
+        stream.cursor.open(0, 0)
+        async with stream.app.agents["airq.stream.process"].test_context() as agent:
+            put = asyncio.ensure_future(agent.put(json.dumps(message).encode(), key=b"96", partition=0))
+            await asyncio.wait_for(dead.waiting.wait(), 10)
+            # The partition is revoked while the agent waits on the dead-letter send.
+            await stream.on_revoked(None, {TP(stream.topics.names.measurements, 0)})
+            dead.hold.set()
+            await asyncio.wait_for(put, 10)
+            assert stream.history.pending.get(0, {}) == {} and stream.history.staged is None
+            assert stream.status.counters["handed_over"] == 1
+            await stream.sink.close()
+
+    asyncio.run(go())
+    assert lines(settings.output_dir) == []
