@@ -17,6 +17,7 @@ from faust.types import TransportT
 from airq_app.kafka import faust_internals
 from airq_app.kafka.admin import BrokerProbe, Replication, TopicSpec, prepare_kafka
 from airq_app.settings import Settings
+from airq_app.web import auth
 
 log = logging.getLogger("airq")
 
@@ -154,5 +155,7 @@ def create_app(settings: Settings) -> AirqApp:
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
+        # AIRQ_WEB_TOKEN, when set: one middleware in front of every route, /airq/health excepted.
+        web_application_options=auth.application_options(settings.web_token),
         logging_config=None,
     )

@@ -6,6 +6,7 @@ message naming the field and the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -125,6 +126,8 @@ class Settings:
     min_insync_replicas: int | None = None  # None: min(2, replication factor)
     producer_request_timeout_s: float = 1200.0
     indices: IndexConfig = field(default_factory=IndexConfig)  # the `indices` section, checked
+    # Required by every web endpoint but /airq/health when set (airq_app.web.auth); never in repr, logs or status.
+    web_token: str = field(default="", repr=False)
 
     @property
     def broker_urls(self) -> list[str]:
@@ -180,6 +183,7 @@ class Settings:
             "openaq_base_url": self.base_url,
             "using_simulator": self.using_simulator,
             "api_key_set": not self.using_simulator,
+            "web_token_set": bool(self.web_token),
             "poll_interval_s": self.poll_interval_s,
             "parameters": list(self.parameters),
         }
@@ -316,6 +320,31 @@ def _kafka_settings(env: dict[str, str], section: dict[str, Any], pipeline_path:
     }
 
 
+def is_loopback(bind: str) -> bool:
+    """Whether a web bind address reaches only this machine: 127.0.0.0/8, ::1 or `localhost`."""
+    host = bind.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or an empty bind (every interface)
+
+
+def _web_token(env: dict[str, str], web_bind: str) -> str:
+    """AIRQ_WEB_TOKEN: optional on loopback, required when the web port is bound beyond it."""
+    token = (env.get("AIRQ_WEB_TOKEN") or "").strip()  # a quoted .env value may end in a newline
+    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        # Never echo the token: it is a secret. Headers carry printable ASCII only.
+        raise ConfigError("AIRQ_WEB_TOKEN: contains spaces, control or non-ASCII characters (check the .env quoting)")
+    if not token and not is_loopback(web_bind):
+        raise ConfigError(
+            f"AIRQ_WEB_TOKEN: required when the web server listens beyond loopback (web bind {web_bind!r}): "
+            "set a token, or bind 127.0.0.1"
+        )
+    return token
+
+
 def _indices(section: dict[str, Any], pipeline_path: Path) -> IndexConfig:
     """The `indices` section; an unknown index id stops start-up with one line naming the country."""
     try:
@@ -334,6 +363,8 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
     p = load_pipeline(pipeline_path)
 
     web_port = _env_int(env, "AIRQ_WEB_PORT", 1, 65535) or 6066
+    web_bind = env.get("AIRQ_WEB_BIND") or p["app"]["web_bind"]
+    web_token = _web_token(env, web_bind)
     role = env.get("AIRQ_ROLE") or "all"
     if role not in ROLES:
         raise ConfigError(f"AIRQ_ROLE: {role!r} is not one of {', '.join(ROLES)}")
@@ -363,7 +394,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         app_id=p["app"]["id"],
         partitions=int(p["app"]["partitions"]),
         standby_replicas=int(p["app"]["standby_replicas"]),
-        web_bind=env.get("AIRQ_WEB_BIND") or p["app"]["web_bind"],
+        web_bind=web_bind,
         web_port=web_port,
         role=role,
         broker=broker,
@@ -400,6 +431,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
         topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
         **_kafka_settings(env, p["kafka"], pipeline_path),
         indices=_indices(p["indices"], pipeline_path),
+        web_token=web_token,
     )
     # No rule ties the de-duplication retention to filters.max_age_hours: a measurement older than its sensor's
     # de-duplication window is dropped as too_old whatever max_age_hours allows, and max_age_hours does not apply to

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from airq_app.web.auth import token_headers
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -33,9 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -56,11 +58,17 @@ class Pipeline:
     """An isolated pipeline on the shared broker: its own topics (prefix), app id, output and files."""
 
     def __init__(
-        self, base: Path, bootstrap: str, kafka_env: dict[str, str] | None = None, **pipeline_overrides: Any
+        self,
+        base: Path,
+        bootstrap: str,
+        kafka_env: dict[str, str] | None = None,
+        web_token: str = "",
+        **pipeline_overrides: Any,
     ) -> None:
         self.base = base
         self.bootstrap = bootstrap
         self.kafka_env = dict(kafka_env or {})  # AIRQ_KAFKA_* for every worker of this pipeline
+        self.web_token = web_token  # AIRQ_WEB_TOKEN of every worker; Worker.get sends it
         self.prefix = f"t{uuid.uuid4().hex[:8]}-"
         self.output_dir = base / "output"
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +101,8 @@ class Pipeline:
             PYTHONUNBUFFERED="1",
         )
         env.update(self.kafka_env)
+        if self.web_token:
+            env["AIRQ_WEB_TOKEN"] = self.web_token
         env.update(extra)
         return env
 
@@ -148,8 +158,16 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def get(self, path: str) -> tuple[int, Any]:
-        code, body = http_get(self.url + path)
+    @property
+    def token(self) -> str:
+        """The worker's web token (AIRQ_WEB_TOKEN of the pipeline or of this worker), "" when none is set."""
+        return self.env.get("AIRQ_WEB_TOKEN", "")
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """GET a path of this worker, with its web token unless `headers` says what to send instead."""
+        if headers is None:
+            headers = token_headers(self.token)
+        code, body = http_get(self.url + path, headers=headers)
         try:
             return code, json.loads(body)
         except ValueError:

@@ -127,6 +127,12 @@ def run() -> int:
             f"http://127.0.0.1:{settings.web_port}/airq/status  (Ctrl-C stops everything)",
             flush=True,
         )
+        if settings.web_token:
+            print(
+                "airq: every endpoint but /airq/health wants AIRQ_WEB_TOKEN (Authorization: Bearer or X-API-Key); "
+                f"the dashboard at http://127.0.0.1:{settings.web_port}/airq/ asks for it once",
+                flush=True,
+            )
         worker = subprocess.Popen(
             [str(Path(sys.executable).with_name("faust")), "-A", "airq_app", "worker", "-l", "info"],
             env=env,

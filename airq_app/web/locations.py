@@ -8,7 +8,8 @@ another worker, which answered 404).
 
 `/airq/api/overview`: this worker's locations plus those of the peers named in the assignment; a peer is asked
 only when its host is allowed (`AIRQ_PEER_HOSTS`, default this worker's host and loopback), so a group member
-cannot make it fetch arbitrary URLs. A forwarded request carries no header of the original.
+cannot make it fetch arbitrary URLs. A forwarded request carries no header of the original: a request to a peer
+carries this worker's own web token (`AIRQ_WEB_TOKEN`, the same for every worker of a deployment).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from yarl import URL
 
 from airq_app.runtime import Runtime
 from airq_app.stream.processor import StreamProcessor
+from airq_app.web.auth import token_headers
 
 PEER_TIMEOUT_S = 3.0
 LOCAL_CACHE_S = 2.0
@@ -58,6 +60,7 @@ def install(rt: Runtime) -> None:
     local = LocalLocations(stream)
     allowed = allowed_peer_hosts(URL(rt.url).host or "")
     changelog = stream.tables.latest_by_location.changelog_topic_name
+    peer_headers = token_headers(rt.settings.web_token)
 
     def owner_url(location_id: str) -> str | None:
         try:
@@ -80,7 +83,7 @@ def install(rt: Runtime) -> None:
                 try:
                     async with app.http_client.get(
                         f"{owner}/airq/locations/{location_id}",
-                        headers={"X-Airq-Forwarded": "1"},
+                        headers={"X-Airq-Forwarded": "1", **peer_headers},
                         timeout=PEER_TIMEOUT_S,
                     ) as resp:
                         body = await resp.read()
@@ -130,9 +133,15 @@ def install(rt: Runtime) -> None:
                 summary = _worker_summary(url, ok, problems, rt.status.snapshot(), rt.assignment(), rt.consumer_lag())
                 return summary, local.entries()
             try:
-                async with app.http_client.get(f"{url}/airq/status", timeout=PEER_TIMEOUT_S) as resp:
+                async with app.http_client.get(
+                    f"{url}/airq/status", headers=peer_headers, timeout=PEER_TIMEOUT_S
+                ) as resp:
+                    resp.raise_for_status()  # a 401 (another web token) says so, not a missing key
                     st = orjson.loads(await resp.read())
-                async with app.http_client.get(f"{url}/airq/api/locations", timeout=PEER_TIMEOUT_S) as resp:
+                async with app.http_client.get(
+                    f"{url}/airq/api/locations", headers=peer_headers, timeout=PEER_TIMEOUT_S
+                ) as resp:
+                    resp.raise_for_status()
                     entries = [e for e in orjson.loads(await resp.read())["locations"] if "location_id" in e]
                 lag = {int(k): int(v) for k, v in st.get("consumer_lag", {}).items()}
                 worker = st.get("worker", {})

@@ -1,5 +1,8 @@
 """Web endpoints on this worker's port: health, readiness, status, metrics, the dashboard and its files.
 
+With `AIRQ_WEB_TOKEN` set, every one of them but /airq/health wants the token (`airq_app.web.auth`, a middleware
+in front of all routes), and /airq/login gives the dashboard its session.
+
 Location lookups and the dashboard's overview (which need the stream's tables) are in `airq_app.web.locations`.
 """
 
@@ -15,6 +18,7 @@ from faust.web import Request, Response, View
 from airq_app import indices
 from airq_app.metrics import CONTENT_TYPE
 from airq_app.runtime import Runtime
+from airq_app.web import auth
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_TYPES = {
@@ -102,3 +106,14 @@ def install(rt: Runtime) -> None:
     app.page("/airq/health")(Health)
     app.page("/airq/ready")(Ready)
     app.page("/airq/status")(Status)
+
+    if settings.web_token:
+        token = settings.web_token
+
+        class Login(View):
+            """The dashboard's sign-in: the header token (checked by the middleware) for a session cookie."""
+
+            async def post(self, request: Request) -> Response:
+                return await auth.login(request, token)  # type: ignore[arg-type,return-value]
+
+        app.page(auth.LOGIN_PATH)(Login)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airq_app.settings import ROLES, load_settings
+from airq_app.settings import ROLES, ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +24,7 @@ CONTRACT_VARS = {
     "AIRQ_POLL_INTERVAL",
     "AIRQ_WEB_BIND",
     "AIRQ_WEB_HOST",
+    "AIRQ_WEB_TOKEN",
 }
 
 
@@ -60,12 +61,26 @@ def test_worker_settings_are_valid_and_scalable(compose: dict) -> None:
     assert "container_name" not in worker
     for port in worker["ports"]:
         assert re.fullmatch(r"(127\.0\.0\.1:)?:?6066", str(port)), port
-    # The values resolve to valid settings (with ${VAR:-default} taking its default).
+    # The values resolve to valid settings (with ${VAR:-default} taking its default, ${VAR:?error} a value).
     resolved = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    resolved = {k: re.sub(r"\$\{\w+:\?[^}]*\}", "compose-test-token", v) for k, v in resolved.items()}
     resolved["AIRQ_PIPELINE"] = str(ROOT / "pipeline.json")
     s = load_settings({k: v for k, v in resolved.items() if v}, dotenv=False)
     assert s.broker == "kafka://kafka:19092" and s.web_port == 6066
     assert s.base_url == "http://simulator:8765"
+    assert s.web_token == "compose-test-token"
+
+
+def test_compose_workers_bound_beyond_loopback_want_a_web_token(compose: dict) -> None:
+    env = compose["services"]["worker"]["environment"]
+    # `docker compose up` stops with this message when AIRQ_WEB_TOKEN is unset, instead of a worker exiting.
+    assert re.fullmatch(r"\$\{AIRQ_WEB_TOKEN:\?[^}]+\}", env["AIRQ_WEB_TOKEN"])
+    # Without one, the worker bound like the image and the compose file refuses to start.
+    no_token = {"AIRQ_PIPELINE": str(ROOT / "pipeline.json"), "AIRQ_WEB_BIND": env["AIRQ_WEB_BIND"]}
+    with pytest.raises(ConfigError, match="AIRQ_WEB_TOKEN"):
+        load_settings(no_token, dotenv=False)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "AIRQ_WEB_BIND=0.0.0.0" in dockerfile and "AIRQ_WEB_TOKEN" not in dockerfile  # never baked into an image
 
 
 def test_dockerfile_runs_the_worker_like_a_user() -> None:
