@@ -103,6 +103,12 @@ class StatusCollector(Collector):
         yield GaugeMetricFamily(
             "airq_active_partitions", "Partitions this worker processes.", value=len(extra.get("active", []))
         )
+        if "admin_lookups" in extra:
+            yield CounterMetricFamily(
+                "airq_poller_admin_lookups",
+                "Kafka admin lookups of the polling worker (for /airq/status; at most one per 2 s).",
+                value=extra["admin_lookups"],
+            )
         ingest = extra.get("ingest")
         if ingest is not None:
             yield GaugeMetricFamily(

@@ -92,4 +92,6 @@ class Runtime:
         extra = {"lag": self.consumer_lag(), "ready": ok, "active": self.assignment()["active"]}
         if self.poller is not None:
             extra["ingest"] = self.poller.summary()
+        if self.election is not None:
+            extra["admin_lookups"] = self.election.admin_lookups
         return extra

@@ -66,6 +66,7 @@ class PollerElection:
         self._task: asyncio.Task[None] | None = None
         self._cache: tuple[float, str | None] = (0.0, None)
         self._lookup = asyncio.Lock()  # one admin lookup at a time: concurrent status requests share its answer
+        self.admin_lookups = 0  # Kafka admin lookups of the polling worker so far (status shows it)
 
     def _set_leading(self, leading: bool) -> None:
         if leading and not self.leading:
@@ -139,6 +140,7 @@ class PollerElection:
             at, cached = self._cache
             if time.monotonic() - at < max_age_s:  # another request looked it up while this one waited
                 return cached
+            self.admin_lookups += 1
             found = await describe_poller(self.bootstrap, self.group_id, self.topic, self.client_kwargs, self.redact)
             self._cache = (time.monotonic(), found)
             return found

@@ -79,6 +79,7 @@ def install(rt: Runtime) -> None:
                     "this_worker_polls": rt.election.leading,
                     "polling_since": rt.election.leading_since,
                     "polling_worker": await rt.election.current_poller(),
+                    "admin_lookups": rt.election.admin_lookups,  # at most one per 2 s, however many ask
                     "ingest": rt.poller.summary() if rt.poller is not None else None,
                 }
             return self.json(

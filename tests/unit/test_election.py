@@ -44,3 +44,4 @@ def test_two_hundred_concurrent_status_requests_make_one_admin_lookup(monkeypatc
     answers = asyncio.run(main())
     assert calls == ["lookup"]
     assert set(answers) == {"http://w2:6066"}
+    assert election.admin_lookups == 1  # the count /airq/status and /metrics show
