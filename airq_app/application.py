@@ -15,7 +15,7 @@ import faust
 from faust.types import TransportT
 
 from airq_app.kafka import faust_internals
-from airq_app.kafka.admin import BrokerProbe, Replication, TopicSpec, prepare_kafka
+from airq_app.kafka.admin import BrokerProbe, Replication, ReplicationCheck, TopicSpec, prepare_kafka
 from airq_app.settings import Settings
 from airq_app.web import auth
 
@@ -27,7 +27,8 @@ class AirqApp(faust.App):
 
     At first start: wait for the broker (answering /airq/health and /airq/ready meanwhile), then create every
     topic airq uses, the tables' changelogs and Faust's leader topic included, replicated as configured (see
-    `airq_app.kafka.admin`). While running, a probe checks that the cluster still answers, for readiness. At stop:
+    `airq_app.kafka.admin`). While running, a probe checks that the cluster still answers, and another that every
+    topic has its target number of copies, for readiness. At stop:
     stop feeding the agents, then run `before_stop` hooks (finish every open file, which acknowledges its messages)
     while the consumer can still commit.
     """
@@ -40,10 +41,17 @@ class AirqApp(faust.App):
         self.topic_specs: dict[str, TopicSpec] = {}
         self.replication: Replication | None = None
         self.kafka_probe = BrokerProbe(self.bootstrap_servers(), airq_settings.kafka_security)
+        self.replication_check = ReplicationCheck(
+            self.bootstrap_servers(),
+            airq_settings.kafka_security,
+            self.wanted_topics,
+            airq_settings.replication_factor,
+        )
 
     async def on_stop(self) -> None:
         self.flow_control.suspend()
         await self.kafka_probe.stop()
+        await self.replication_check.stop()
         for hook in self.before_stop:
             try:
                 await hook()
@@ -82,18 +90,22 @@ class AirqApp(faust.App):
             settings.replication_factor,
             settings.min_insync_replicas,
         )
+        # Readiness knows of too few copies from the start (ensure_topics logged them), not after the first check.
+        self.replication_check.problems = list(replication.problems)
         # Whatever Faust still declares itself gets the same replication and min.insync.replicas.
         faust_internals.set_replication(self, replication.factor, replication.min_insync)
 
     def kafka_problems(self) -> list[str]:
-        """Why Kafka is not usable right now (for readiness): the cluster does not answer, or nothing is delivered."""
+        """Why Kafka is not usable right now (for readiness): the cluster does not answer, nothing is delivered, or
+        a topic has fewer copies than the target."""
         problems = [self.kafka_probe.problem] if self.kafka_probe.problem else []
         stalled = faust_internals.producer_problem(self)
-        return [*problems, stalled] if stalled else problems
+        return [*problems, *([stalled] if stalled else []), *self.replication_check.problems]
 
     async def on_started(self) -> None:
         await super().on_started()
         await self.kafka_probe.start()
+        await self.replication_check.start()
         for hook in self.after_start:
             await hook()
 

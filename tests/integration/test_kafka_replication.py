@@ -1,12 +1,16 @@
 """airq on a real 3-node KRaft cluster whose broker defaults are one copy and one in-sync replica.
 
 - Every topic a worker creates, or makes Faust create, gets 3 copies and `min.insync.replicas=2`; a topic that exists
-  with fewer copies is reported in one ERROR line; AIRQ_KAFKA_REPLICATION_FACTOR overrides the automatic choice.
+  with fewer copies is reported in one ERROR line and keeps the worker not ready (503 naming it);
+  AIRQ_KAFKA_REPLICATION_FACTOR overrides the automatic choice.
+- A worker started with AIRQ_KAFKA_REPLICATION_FACTOR=3 while two of the three nodes are down creates nothing: it
+  waits, not ready, saying which brokers do not answer, stops promptly on SIGTERM, and creates its topics with 3
+  copies once the nodes are back.
 - Two processing workers keep writing every measurement exactly once while one broker is SIGKILLed, restarted after
   30 s, and another is SIGKILLed for good (a third worker joins meanwhile); SIGTERM still stops each promptly. The
   failover time (SIGKILL to the next record written, and to every partition writing again) is printed.
 
-The cluster starts once for the module (about 10 s on 2 cores); the second test leaves one node dead, so it runs last.
+The cluster starts once for the module (about 10 s on 2 cores); the last test leaves one node dead, so it runs last.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +28,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from airq_dev.harness import Pipeline, create_topic, encode, free_port, measurement, produce, wait_for
+from airq_app.kafka.replication import cluster_view
+from airq_app.kafka.security import KafkaSecurity
+from airq_dev.harness import Pipeline, Worker, create_topic, encode, measurement, produce, wait_for
 from airq_dev.harness import output_counts as read_output
 from airq_dev.kafka_cluster import Cluster
-from airq_dev.local_kafka import BrokerError
+from tests.integration import test_kafka_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+cluster = test_kafka_cluster.cluster  # the module-scoped 3-node cluster, started once for this module
 
 SENSORS = 1500
 HOURS = 8  # 12,000 distinct measurements, and repeats
@@ -38,20 +44,6 @@ REPEAT_SHARE = 0.25
 MARKERS = 40  # fresh measurements sent right after each SIGKILL to time the failover
 OUTAGE_S = 30.0
 STOP_LIMIT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"), [free_port() for _ in range(3)], [free_port() for _ in range(3)])
-    began = time.monotonic()
-    try:
-        c.start()
-    except BrokerError as exc:
-        c.stop()
-        pytest.fail(f"cannot start the 3-node Kafka cluster: {exc}")
-    print(f"\n3-node cluster up in {time.monotonic() - began:.1f} s")
-    yield c
-    c.stop()
 
 
 # -- cluster inspection ------------------------------------------------------------------------------------------
@@ -160,24 +152,44 @@ def _leader_of(cluster: Cluster, topic: str, partition: int, alive: set[int]) ->
 # -- tests -------------------------------------------------------------------------------------------------------
 
 
-def test_every_topic_gets_three_copies_and_min_isr_two(cluster: Cluster, tmp_path: Path) -> None:
-    began = time.monotonic()
-    p = Pipeline(tmp_path / "auto", cluster.bootstrap)
-    # One topic made beforehand with the broker's one copy: reported, not silently used.
-    create_topic(cluster.bootstrap, p.dlq_topic, partitions=8, replication_factor=1)
-    w = p.worker("a", role="process").start()
-    prefixes = (p.prefix, p.app_id + "-")
-    topics = _topics(cluster.bootstrap, *prefixes)
-    leader_topic = f"{p.app_id}-__assignor-__leader"
-    expected = {
+def _pipeline_topics(p: Pipeline) -> set[str]:
+    """Every topic a processing worker of `p` uses."""
+    return {
         p.topic,
         p.dlq_topic,
         p.prefix + "airq_poller_election",
         p.prefix + "airq_poller_progress",
         f"{p.app_id}-sensor_history-changelog",
         f"{p.app_id}-latest_by_location-changelog",
-        leader_topic,
+        f"{p.app_id}-__assignor-__leader",
     }
+
+
+def _problems(w: Worker) -> list[str] | None:
+    """The worker's readiness problems ([] when ready); None while its port does not answer yet."""
+    try:
+        code, body = w.get("/airq/ready")
+    except OSError:
+        return None
+    return list(body.get("problems") or []) if code == 503 and isinstance(body, dict) else []
+
+
+def test_every_topic_gets_three_copies_and_min_isr_two(cluster: Cluster, tmp_path: Path) -> None:
+    began = time.monotonic()
+    p = Pipeline(tmp_path / "auto", cluster.bootstrap)
+    # One topic made beforehand with the broker's one copy: reported, not silently used.
+    create_topic(cluster.bootstrap, p.dlq_topic, partitions=8, replication_factor=1)
+    w = p.worker("a", role="process").start(wait_ready=False)
+    short = (
+        f"topic {p.dlq_topic} has 1 replica(s), target 3 (min(3, 3 brokers)): created with fewer (while brokers were"
+        " down, or outside airq); raise it with kafka-reassign-partitions"
+    )
+    # Started in every other respect (partitions assigned, tables recovered): the one copy alone keeps it at 503.
+    wait_for(lambda: _problems(w) == [short], 90, what="the one-copy topic as the only readiness problem")
+    assert w.status()["worker"]["problems"] == [short]
+    prefixes = (p.prefix, p.app_id + "-")
+    topics = _topics(cluster.bootstrap, *prefixes)
+    expected = _pipeline_topics(p)
     assert set(topics) == expected, f"unexpected topics: {set(topics) ^ expected}"
     fresh = sorted(expected - {p.dlq_topic})
     for name in fresh:
@@ -185,14 +197,12 @@ def test_every_topic_gets_three_copies_and_min_isr_two(cluster: Cluster, tmp_pat
     assert _configs(cluster.bootstrap, ConfigResourceType.TOPIC, fresh, "min.insync.replicas") == dict.fromkeys(
         fresh, "2"
     )
-    assert len(topics[leader_topic]) == 1
+    assert len(topics[f"{p.app_id}-__assignor-__leader"]) == 1
     # The brokers' own defaults stay at one copy: the three came from airq.
     broker_defaults = _configs(cluster.bootstrap, ConfigResourceType.BROKER, ["1"], "default.replication.factor")
     assert broker_defaults == {"1": "1"}
     log = w.log_text()
-    assert f"airq: topic {p.dlq_topic} has replication factor 1, the configured replication factor is 3" in log, (
-        w.log_tail()
-    )
+    assert log.count(f"airq: {short}") == 1, w.log_tail()
     assert "replication factor 3, min.insync.replicas 2, 3 brokers" in log
     w.stop()
 
@@ -208,7 +218,59 @@ def test_every_topic_gets_three_copies_and_min_isr_two(cluster: Cluster, tmp_pat
     print(f"\nreplication test: {time.monotonic() - began:.1f} s")
 
 
-def test_broker_sigkills_with_two_workers_lose_and_duplicate_nothing(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_worker_waits_for_the_brokers_its_replication_factor_needs_then_creates_three_copies(
+    cluster: Cluster,
+    tmp_path: Path,
+) -> None:
+    began = time.monotonic()
+    p = Pipeline(tmp_path, cluster.bootstrap, kafka_env={"AIRQ_KAFKA_REPLICATION_FACTOR": "3"})
+    expected = _pipeline_topics(p)
+    # Two of three combined nodes down: the controller quorum is lost, and node 1 still lists all three brokers.
+    cluster.kill(2)
+    cluster.kill(3)
+    reason = (
+        "too few Kafka brokers answer for 3 replicas (AIRQ_KAFKA_REPLICATION_FACTOR=3): 1 of the 3 in the metadata;"
+        f" no answer from 2 ({cluster.node(2).bootstrap}), 3 ({cluster.node(3).bootstrap}); topics are created once"
+        " enough are back"
+    )
+    try:
+        w = p.worker("a", role="process").start(wait_ready=False)
+        wait_for(lambda: _problems(w) == [reason], 60, what="the worker waiting for brokers")
+        time.sleep(8)  # tried again every few seconds, logged once: still waiting, not crashed
+        assert w.alive() and _problems(w) == [reason], w.log_tail()
+        assert w.log_text().count(f"airq: {reason}; retrying in") == 1, w.log_tail()
+        view = asyncio.run(cluster_view([cluster.node(1).bootstrap], KafkaSecurity(), expected, probe=False))
+        assert not view.existing, f"created while brokers were down: {sorted(view.existing)}"
+
+        stopping = time.monotonic()
+        assert w.stop() == 0
+        stop_s = time.monotonic() - stopping
+        assert stop_s < 10, f"SIGTERM while waiting took {stop_s:.1f} s"
+        w.start(wait_ready=False)  # a restart waits the same way
+        wait_for(lambda: _problems(w) == [reason], 60, what="the restarted worker waiting for brokers")
+    finally:
+        cluster.node(2).launch()
+        cluster.node(3).launch()
+        cluster.wait_ready(90, [2, 3])
+    back = time.monotonic()
+    w.wait_ready(90)
+    ready_s = time.monotonic() - back
+
+    topics = _topics(cluster.bootstrap, p.prefix, p.app_id + "-")
+    assert set(topics) == expected, f"unexpected topics: {set(topics) ^ expected}"
+    assert {len(part["replicas"]) for parts in topics.values() for part in parts} == {3}
+    assert "replication factor 3, min.insync.replicas 2, 3 brokers" in w.log_text()
+    w.stop()
+    print(
+        f"\nwaiting for brokers: SIGTERM stop {stop_s:.1f} s, ready {ready_s:.1f} s after both nodes answered;"
+        f" test {time.monotonic() - began:.1f} s"
+    )
+
+
+def test_broker_sigkills_with_two_workers_lose_and_duplicate_nothing(
+    cluster: Cluster,
+    tmp_path: Path,
+) -> None:
     began = time.monotonic()
     p = Pipeline(
         tmp_path, cluster.bootstrap, output__rotate_max_age_s=1, output__flush_interval_s=0.5, app__session_timeout_s=6

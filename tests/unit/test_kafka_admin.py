@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from airq_app.kafka.admin import BrokerProbe, broker_problem, wait_until
+from airq_app.kafka.admin import BrokerProbe, Wait, broker_problem, wait_until
 from airq_app.kafka.security import KafkaSecurity
 
 pytestmark = pytest.mark.unit
@@ -76,3 +76,27 @@ def test_probe_reports_only_after_two_failed_checks() -> None:
     first, second, current = asyncio.run(go())
     assert first is None
     assert second is not None and second.startswith("Kafka broker refused the connection") and current == second
+
+
+def test_a_reason_that_stays_the_same_is_logged_again_only_after_the_repeat_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "airq.startup")
+    now = [0.0]
+    reasons = iter([Wait("too few brokers", logging.WARNING)] * 9 + ["broker refused", None])
+
+    async def sleep(delay: float) -> None:
+        now[0] += delay
+
+    async def attempt() -> str | Wait | None:
+        return next(reasons)
+
+    port = _free_port()
+    asyncio.run(wait_until(attempt, "127.0.0.1", port, max_delay=5, sleep=sleep, repeat_s=30, clock=lambda: now[0]))
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if "retrying in" in r.getMessage()]
+    # Tries at 0, 1, 3, 7, 12, 17, 22, 27, 32 s: the warning at 0 and 32 s, the new reason at once, as an error.
+    assert logged == [
+        (logging.WARNING, "airq: too few brokers; retrying in 1 s"),
+        (logging.WARNING, "airq: too few brokers; retrying in 5 s"),
+        (logging.ERROR, "airq: broker refused; retrying in 5 s"),
+    ]
