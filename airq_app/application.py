@@ -89,6 +89,7 @@ class AirqApp(faust.App):
             settings.kafka_security,
             settings.replication_factor,
             settings.min_insync_replicas,
+            web_options=auth.application_options(settings.web_token),
         )
         # Readiness knows of too few copies from the start (ensure_topics logged them), not after the first check.
         self.replication_check.problems = list(replication.problems)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,14 +95,19 @@ async def broker_problem(bootstrap: list[str], security: KafkaSecurity, timeout:
     return None if cause is None else describe_kafka_error(cause, security)
 
 
-async def _waiting_server(bind: str, port: int, reason: list[str]) -> web.AppRunner | None:
+async def _waiting_server(
+    bind: str, port: int, reason: list[str], web_options: Mapping[str, Any] | None = None
+) -> web.AppRunner | None:
+    """/airq/health, /airq/ready and /airq/status while Kafka is awaited; `web_options` are the worker's own
+    aiohttp application options (the web token's check)."""
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "waiting_for": "kafka"})
 
     async def ready(request: web.Request) -> web.Response:
         return web.json_response({"ready": False, "problems": [reason[0]]}, status=503)
 
-    app = web.Application()
+    app = web.Application(**(web_options or {}))
     app.router.add_get("/airq/health", health)
     app.router.add_get("/airq/ready", ready)
     app.router.add_get("/airq/status", ready)
@@ -125,6 +130,7 @@ async def wait_until(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     repeat_s: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
+    web_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Run `attempt` until it returns None; after each failure log its one-line reason, serve it as the 503 reason
     of /airq/ready, and retry with exponential backoff (1 s doubling up to `max_delay`). An unchanged reason is
@@ -133,7 +139,7 @@ async def wait_until(
     if found is None:
         return
     holder = [""]
-    runner = await _waiting_server(bind, port, holder)
+    runner = await _waiting_server(bind, port, holder, web_options)
     delay = 1.0
     logged: tuple[str, float] | None = None
     try:
@@ -152,7 +158,12 @@ async def wait_until(
 
 
 async def wait_for_broker(
-    bootstrap: list[str], bind: str, port: int, max_delay: float = 30.0, security: KafkaSecurity | None = None
+    bootstrap: list[str],
+    bind: str,
+    port: int,
+    max_delay: float = 30.0,
+    security: KafkaSecurity | None = None,
+    web_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Return once a broker answers; until then log why (one line per retry), back off and serve 503."""
     security = security or KafkaSecurity()
@@ -162,7 +173,7 @@ async def wait_for_broker(
         return None if problem is None else f"{problem} (bootstrap {','.join(bootstrap)})"
 
     with quiet_aiokafka():
-        await wait_until(attempt, bind, port, max_delay)
+        await wait_until(attempt, bind, port, max_delay, web_options=web_options)
     log.info("airq: Kafka broker %s reached", ",".join(bootstrap))
 
 
@@ -267,11 +278,12 @@ async def prepare_kafka(
     replication_factor: int | None = None,
     min_insync_replicas: int | None = None,
     max_delay: float = 30.0,
+    web_options: Mapping[str, Any] | None = None,
 ) -> Replication:
     """Wait for the cluster, then create the topics; any failure (broker gone again, too few brokers for the
     replication factor) is logged in one line and retried, with /airq/ready answering 503 meanwhile. Too few
     brokers is a WARNING, looked at again every `TOPIC_RETRY_S` and logged again every `REPEAT_LOG_S`."""
-    await wait_for_broker(bootstrap, bind, port, max_delay, security)
+    await wait_for_broker(bootstrap, bind, port, max_delay, security, web_options)
     result: list[Replication] = []
     began = time.monotonic()
 
@@ -290,7 +302,9 @@ async def prepare_kafka(
         return None
 
     with quiet_aiokafka():
-        await wait_until(attempt, bind, port, min(max_delay, TOPIC_RETRY_S), repeat_s=REPEAT_LOG_S)
+        await wait_until(
+            attempt, bind, port, min(max_delay, TOPIC_RETRY_S), repeat_s=REPEAT_LOG_S, web_options=web_options
+        )
     return result[-1]
 
 

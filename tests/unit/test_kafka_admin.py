@@ -14,6 +14,7 @@ import pytest
 
 from airq_app.kafka.admin import BrokerProbe, Wait, broker_problem, wait_until
 from airq_app.kafka.security import KafkaSecurity
+from airq_app.web import auth
 
 pytestmark = pytest.mark.unit
 
@@ -100,3 +101,35 @@ def test_a_reason_that_stays_the_same_is_logged_again_only_after_the_repeat_inte
         (logging.WARNING, "airq: too few brokers; retrying in 5 s"),
         (logging.ERROR, "airq: broker refused; retrying in 5 s"),
     ]
+
+
+def test_while_kafka_is_awaited_the_web_token_is_required_except_for_health() -> None:
+    port = _free_port()
+    answers: dict[str, int] = {}
+    reasons = iter(["Kafka unreachable", None])
+
+    def get(path: str, token: str | None = None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async def sleep(delay: float) -> None:
+        for path, token in (("/airq/status", None), ("/airq/ready", None), ("/airq/health", None)):
+            answers[path] = await asyncio.to_thread(get, path, token)
+        answers["/airq/ready with the token"] = await asyncio.to_thread(get, "/airq/ready", "s3cret-token")
+
+    async def attempt() -> str | None:
+        return next(reasons)
+
+    options = auth.application_options("s3cret-token")
+    asyncio.run(wait_until(attempt, "127.0.0.1", port, max_delay=1, sleep=sleep, web_options=options))
+    assert answers == {
+        "/airq/status": 401,
+        "/airq/ready": 401,
+        "/airq/health": 200,
+        "/airq/ready with the token": 503,
+    }
