@@ -74,6 +74,8 @@ class WorkerStatus:
             "restarted_fetches": c["restarted_fetches"],
             "stale": c["stale"],
             "handed_over": c["handed_over"],
+            "before_open": c["before_open"],
+            "tables_caught_up": c["tables_caught_up"],
             "poll_skipped": c["poll_skipped"],
             "lost_to_retention": c["lost_to_retention"],
             "lost_ranges": list(self.lost),

@@ -29,6 +29,7 @@ from airq_app.runtime import Runtime
 from airq_app.settings import ConfigError, Settings, load_settings
 from airq_app.status import WorkerStatus
 from airq_app.stream import tables as tables_mod
+from airq_app.stream.catch_up import ChangelogCatchUp
 from airq_app.stream.processor import StreamProcessor
 from airq_app.web import locations, views
 
@@ -62,6 +63,11 @@ def build(settings: Settings) -> Runtime:
             settings.filter_rules(),
             settings.dedup_retention_hours,
             settings.output,
+        )
+        rt.stream.catch_up = ChangelogCatchUp(
+            [rt.stream.tables.sensor_history, rt.stream.tables.latest_by_location],
+            app.bootstrap_servers(),
+            settings.kafka_security.aiokafka_kwargs(),
         )
         rt.stream.install()
         locations.install(rt)

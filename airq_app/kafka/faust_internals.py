@@ -13,8 +13,10 @@ must then be checked against the new Faust before the pin moves.
   stream waits while it drains one message at a time. Faust's 100 makes that wait happen every few events.
 - `Table._verify_source_topic_partitions`: raises `PartitionsMismatch` before a write, so the stream can check
   both tables before writing either.
-- `Consumer._commit`: commits explicit offsets (forwards or backwards) when a partition is assigned.
-- `Table.data` (the store) for one-lookup reads, and `Table.send_changelog` for a write on behalf of a partition
+- The consumer thread's aiokafka consumer (`call_thread`, `_ensure_consumer`): commits explicit offsets (forwards or
+  backwards) when a partition is opened.
+- `Table.data` (the store) for one-lookup reads and its persisted changelog offset (`persisted_offset`), and
+  `Table.send_changelog` for a write on behalf of a partition
   outside any event (location summaries flushed when their partition is revoked).
 - Seeks (`AIOKafkaConsumerThread.seek`, `Consumer._seek`): Faust calls the aiokafka consumer's `seek` straight from
   the worker's event loop, although that consumer lives in the consumer thread's loop. `Fetcher.seek_to` then deletes
@@ -46,7 +48,9 @@ from typing import Any, cast
 
 import faust
 import rocksdict
-from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.structs import OffsetAndMetadata
 from faust import tables as faust_tables
 from faust.exceptions import ProducerSendError
 from faust.sensors import Monitor
@@ -78,9 +82,33 @@ def verify_writable(table: Any, source_topic: str) -> None:
     table._verify_source_topic_partitions(source_topic)
 
 
-async def commit_offsets(consumer: Any, offsets: dict[TP, int]) -> None:
-    """Commit these offsets for the group, whatever was committed before."""
-    await consumer._commit(offsets)
+async def commit_offsets(consumer: Any, offsets: dict[TP, int]) -> bool:
+    """Commit these offsets for the group, whatever was committed before; False when nothing was committed (the
+    partitions are not assigned any more, or the group is rebalancing).
+
+    Straight to aiokafka in the consumer's thread: Faust's `_commit` treats a commit refused by a rebalance, or
+    one left with no partition still assigned, as a crash of the whole consumer.
+    """
+    thread = consumer._thread
+
+    async def commit() -> bool:
+        aio = thread._ensure_consumer()
+        assigned = aio.assignment()
+        wanted = {
+            TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+            for tp, offset in offsets.items()
+            if TopicPartition(tp.topic, tp.partition) in assigned
+        }
+        if not wanted:
+            return False
+        try:
+            await aio.commit(wanted)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.info("airq: offsets %s not committed: %r", {tp.partition: o.offset for tp, o in wanted.items()}, exc)
+            return False
+        return True
+
+    return bool(await thread.call_thread(commit))
 
 
 def store_get(table: Any, key: Any) -> Any:
@@ -464,6 +492,15 @@ def read_raw(table: Any, partition: int, key: str, encoded_key: bytes) -> bytes 
         value: bytes | None = data._db_for_partition(partition).get(encoded_key)
         return value
     return data.get(key)  # Faust's in-memory store (unit tests): keys as they are
+
+
+def persisted_offset(table: Any, partition: int) -> int | None:
+    """The last changelog offset the table's RocksDB `partition` holds (-1: none); None for another store."""
+    data = table.data
+    if not isinstance(data, faust_rocksdb.Store):
+        return None
+    offset = data.persisted_offset(TP(table.changelog_topic_name, partition))
+    return -1 if offset is None else int(offset)
 
 
 class StoreBatch:

@@ -220,22 +220,6 @@ class JsonLinesSink:
         state = self.partitions.get(partition)
         return state is not None and not state.releasing and (generation is None or state.generation == generation)
 
-    async def wait_owned(
-        self,
-        partition: int,
-        generation: int | None,
-        still_current: Callable[[], bool],
-        ready: Callable[[], bool] = lambda: True,
-        timeout: float = 180.0,
-    ) -> bool:
-        """Wait until the partition is opened for `generation` (its assignment handler may still be running)."""
-        deadline = time.monotonic() + timeout
-        while not (self.owns(partition, generation) and ready()):
-            if not still_current() or time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
     async def close_partition(self, partition: int) -> None:
         """Finish the partition's files and give up ownership, in about `close_timeout_s` at most.
 

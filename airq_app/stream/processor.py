@@ -33,7 +33,8 @@ from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import WorkerStatus
 from airq_app.stream import sensor_state
-from airq_app.stream.changelog import ChangelogDelivery
+from airq_app.stream.catch_up import ChangelogCatchUp
+from airq_app.stream.changelog import ChangelogDelivery, ChangelogNotDelivered
 from airq_app.stream.cursor import PartitionCursor
 from airq_app.stream.dead_letter import dead_letter_entry
 from airq_app.stream.table_buffer import TableBuffer
@@ -44,6 +45,8 @@ from airq_app.validation import InvalidMessage, parse_message
 log = logging.getLogger("airq.stream")
 
 STALL_CHECK_S = 5.0
+FLUSH_TIMEOUT_S = 15.0  # at most, for Kafka to acknowledge the table updates behind a file (then retried)
+OPEN_WAIT_S = 2.0  # the assignment handler waits this long for its partitions' resume offsets
 STALL_S = 15.0  # an owned partition with messages waiting and none processed for this long is fetched again
 
 
@@ -84,8 +87,12 @@ class StreamProcessor:
         # Location summaries are written through Faust's table path: its failed changelog sends are tracked.
         self.delivery = ChangelogDelivery([tables.latest_by_location])
         self._changelog_flush = asyncio.Lock()
+        self._producer_flush: asyncio.Future[None] | None = None  # the producer flush under way (`flush_changelog`)
         self._progress: dict[int, tuple[int, float]] = {}  # partition -> (next offset, since when) for watch_stalls
         self._end_offsets: dict[int, int] = {}  # partition -> its end offset when last asked (`after_message`)
+        self._opening: dict[int, asyncio.Task[None]] = {}  # partition -> its `open_partition`, while it runs
+        self._early: dict[int, int] = {}  # partition -> a message offset delivered before it was open
+        self.catch_up: ChangelogCatchUp | None = None  # set by the worker (a real broker's changelogs)
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
@@ -97,8 +104,14 @@ class StreamProcessor:
         app.timer(STALL_CHECK_S, name="airq.stream.watch_stalls")(self.watch_stalls)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
-        app.before_stop.append(self.sink.close)
+        app.before_stop.append(self.close)
         app.sensors.add(self.delivery)
+
+    async def close(self) -> None:
+        """At stop: give the partitions up (see the sink) and close the changelog reader."""
+        await self.sink.close()
+        if self.catch_up is not None:
+            await self.catch_up.close()
 
     def _blocked(self, reason: str | None) -> None:
         self.status.sink_blocked = reason
@@ -111,17 +124,34 @@ class StreamProcessor:
         """Deliver every queued table update to Kafka (Faust's own flush may return with some still queued).
 
         One at a time: Faust's buffer flush waits for its sender message by message on one shared event, and
-        concurrent flushes (the sink finishes partitions concurrently) kept resetting it for each other.
+        concurrent flushes (the sink finishes partitions concurrently) kept resetting it for each other. Within
+        `FLUSH_TIMEOUT_S`: the producer never expires a batch, so a changelog partition without a leader or with
+        too few in-sync replicas would hold the flush (and the partition's lock) for ever. Past the deadline it
+        raises; the sink then reports the output as not durable (the worker is not ready) and tries again, while
+        the flush goes on (a cancelled one could lose an update it had taken from the queue).
         """
         async with self._changelog_flush:
             await self.history.deliver()
-            producer = self.app.producer
-            while producer.buffer.size:
-                await producer.buffer.flush()
-            await producer.flush()
-            if self.delivery.failed:
-                # Raises while any update is still undelivered: the sink keeps the file and reports why.
-                await self.delivery.resolve(producer)
+            task = self._producer_flush
+            if task is None or task.done():
+                task = self._producer_flush = asyncio.ensure_future(self._flush_producer())
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # an outcome nobody waited for
+            try:
+                await asyncio.wait_for(asyncio.shield(task), FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                raise ChangelogNotDelivered(
+                    f"Kafka did not acknowledge the table updates within {FLUSH_TIMEOUT_S:.0f} s "
+                    "(a changelog partition without a leader, or with too few in-sync replicas?)"
+                ) from None
+
+    async def _flush_producer(self) -> None:
+        producer = self.app.producer
+        while producer.buffer.size:
+            await producer.buffer.flush()
+        await producer.flush()
+        if self.delivery.failed:
+            # Raises while any update is still undelivered: the sink keeps the file and reports why.
+            await self.delivery.resolve(producer)
 
     # -- the agent -------------------------------------------------------------------------------------------
 
@@ -155,17 +185,20 @@ class StreamProcessor:
         status.inc("consumed")
         generation = msg.generation_id
         if not (sink.owns(partition, generation) and cursor.owns(partition)):
-            # Faust can deliver a partition's messages before the assignment handler has opened its output.
-            # Processing now would mark measurements as seen that no file can take; wait for the handler instead.
-            current = await sink.wait_owned(
-                partition,
-                generation,
-                lambda: self.app.consumer_generation_id == generation,
-                ready=lambda: cursor.owns(partition),
-            )
-            if not current:
+            if self.app.consumer_generation_id != generation:
                 status.inc("stale")  # from an earlier assignment: the partition's new owner processes it
                 return
+            opening = self._opening.get(partition)
+            if opening is not None and sink.owns(partition, generation):
+                # Its output is taken; what is left (the tables' catch-up) is short: worth waiting for.
+                await asyncio.wait({opening}, timeout=OPEN_WAIT_S)
+        if not (sink.owns(partition, generation) and cursor.owns(partition)):
+            # Its output is not open yet (another worker may still hold it). Processing now would mark
+            # measurements as seen that no file can take, and waiting here would hold every other partition
+            # up: left unacknowledged, it is read again once the partition is open (`open_partition` seeks).
+            self._early[partition] = offset
+            status.inc("before_open")
+            return
         expected = cursor.next(partition)
         assert expected is not None
         if offset < expected:
@@ -419,35 +452,72 @@ class StreamProcessor:
     # -- assignment ------------------------------------------------------------------------------------------
 
     async def on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        """Take over each partition's output and rewind the group offset to just after its durable output.
+        """Open each assigned partition on its own (`open_partition`); wait up to `OPEN_WAIT_S` for them.
 
-        The files, not Faust's bookkeeping, decide where a partition resumes: Faust acknowledges messages it
-        skips during a rebalance, so its committed offset can run ahead of the output. Committing
-        `finished + 1` here (forwards or backwards) makes the seek that follows start right after the last record
-        in a finished file; replays before that point are then skipped, after it rewritten or de-duplicated.
+        Each partition makes progress on its own: one whose output another worker still holds (a paused worker
+        keeps its lock until it wakes) opens when it can, while the others are processed; its messages are left
+        unacknowledged until then. Waiting briefly here lets the usual case (every lock free) commit each
+        partition's resume offset before Faust seeks to the committed offsets.
         """
         app = self.app
-        started = time.monotonic()
         tps = sorted(tp for tp in assigned if tp.topic == self.topics.names.measurements)
         if tps and app.should_stop:
             # A worker stopping now leaves the group: the next owner rewinds. (Its commit would go through the
             # consumer's thread, which is stopping too and may no longer take calls.)
             log.info("airq: stopping; partitions %s left to their next owner", [tp.partition for tp in tps])
             return
-        resume: dict[TP, int] = {}
+        generation = app.consumer_generation_id
+        committed = []
         for tp in tps:
-            resume[tp] = await self.sink.open_partition(tp.partition, generation=app.consumer_generation_id) + 1
-        if tps:
-            earliest = await app.consumer.earliest_offsets(*tps)
-            resume = {tp: max(offset, earliest.get(tp) or 0) for tp, offset in resume.items()}
-            await faust_internals.commit_offsets(app.consumer, resume)
-            for tp, offset in resume.items():
-                self.cursor.open(tp.partition, offset)
+            done = asyncio.Event()
+            committed.append(done)
+            task = asyncio.ensure_future(self.open_partition(tp, generation, done))
+            self._opening[tp.partition] = task
+            task.add_done_callback(lambda t, p=tp.partition: self._opened(p, t))
+        if committed:
+            await asyncio.wait([asyncio.ensure_future(e.wait()) for e in committed], timeout=OPEN_WAIT_S)
+
+    def _opened(self, partition: int, task: asyncio.Task[None]) -> None:
+        if self._opening.get(partition) is task:
+            del self._opening[partition]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("airq: opening partition %d failed: %r", partition, task.exception())
+
+    async def open_partition(self, tp: TP, generation: int, committed: asyncio.Event) -> None:
+        """Take over a partition's output and start it right after its durable output.
+
+        The files, not Faust's bookkeeping, decide where a partition resumes: Faust acknowledges messages it
+        skips during a rebalance, so its committed offset can run ahead of the output. `finished + 1` is committed
+        (forwards or backwards); once Faust's recovery is over the tables are brought up to their changelogs' end
+        (`ChangelogCatchUp`: a previous owner may have finished files after the recovery), and the partition seeks
+        there itself if any of its messages came before it was open.
+        """
+        app, partition = self.app, tp.partition
+        started = time.monotonic()
+        try:
+            finished = await self.sink.open_partition(partition, generation=generation)
+            if not self.sink.owns(partition, generation):
+                return  # given up meanwhile (revoked, or the worker stops)
+            earliest = (await app.consumer.earliest_offsets(tp)).get(tp) or 0
+            resume = max(finished + 1, earliest)
+            if not await faust_internals.commit_offsets(app.consumer, {tp: resume}):
+                self._early.setdefault(partition, resume)  # Faust may seek elsewhere: seek there once open
+        finally:
+            committed.set()
+        while app.rebalancing and app.consumer_generation_id == generation and self.sink.owns(partition, generation):
+            await asyncio.sleep(0.05)  # Faust recovers the tables meanwhile
+        if not self.sink.owns(partition, generation) or app.consumer_generation_id != generation:
+            return
+        if self.catch_up is not None:
+            self.status.inc("tables_caught_up", await self.catch_up.apply(partition))
+        self.cursor.open(partition, resume)
+        if self._early.pop(partition, None) is not None:
+            await self.realign(tp, resume, force=True)  # what came before it was open is read again
         log.info(
-            "airq: output ready for partitions %s in %.2f s; resuming at %s",
-            [tp.partition for tp in tps],
+            "airq: output of partition %d ready in %.2f s; resuming at %d",
+            partition,
             time.monotonic() - started,
-            {tp.partition: o for tp, o in resume.items()},
+            resume,
         )
 
     async def on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
@@ -455,6 +525,7 @@ class StreamProcessor:
         for partition in partitions:
             self.cursor.close(partition)
             self._end_offsets.pop(partition, None)
+            self._early.pop(partition, None)
             try:
                 # Before the files are finished: finishing flushes the changelog, summaries included.
                 self.summaries.hand_over(partition)

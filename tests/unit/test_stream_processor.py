@@ -194,3 +194,47 @@ def test_state_decided_after_a_revocation_is_not_kept_for_the_partition(tmp_path
 
     asyncio.run(go())
     assert lines(settings.output_dir) == []
+
+
+def test_a_changelog_flush_that_never_returns_blocks_the_output_with_a_reason_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, stream, settings = runtime(tmp_path)
+    monkeypatch.setattr(processor, "FLUSH_TIMEOUT_S", 0.2, raising=False)
+    kafka_answers = asyncio.Event()
+    flushes = 0
+
+    async def flush_waiting_for_kafka() -> None:
+        # A changelog partition without a leader: the producer's batches never expire, its flush never returns.
+        nonlocal flushes
+        flushes += 1
+        await kafka_answers.wait()
+
+    async def nothing_to_deliver() -> int:
+        return 0  # in-memory tables: the sensor state has no changelog here
+
+    stream._flush_producer = flush_waiting_for_kafka  # type: ignore[method-assign]
+    stream.history.deliver = nothing_to_deliver  # type: ignore[method-assign]
+    stream.sink._before_finish = stream.flush_changelog
+    hour = recent_hour()
+
+    async def go() -> None:
+        await stream.sink.open_partition(0)
+        stream.cursor.open(0, 0)
+        async with stream.app.agents["airq.stream.process"].test_context() as agent:
+            key, value = encode(measurement(931, hour, value=5.0))
+            await agent.put(value, key=key, partition=0)
+            stream.sink.max_age_s = 0  # the file is due to be finished
+            await asyncio.wait_for(stream.sink.tick(), 5)  # gives up after the deadline: no hang
+            assert stream.sink.blocked is not None and "did not acknowledge" in stream.sink.blocked
+            assert rt.status.sink_blocked == stream.sink.blocked  # what /airq/ready reports (503, with the reason)
+            assert lines(settings.output_dir) == []
+            await asyncio.wait_for(stream.sink.tick(), 5)  # tried again: the same flush, still waiting
+            assert flushes == 1
+            kafka_answers.set()
+            await asyncio.wait_for(stream.sink.tick(), 5)
+            assert stream.sink.blocked is None
+            await stream.sink.close()
+
+    asyncio.run(go())
+    assert [r["sensor_id"] for r in lines(settings.output_dir)] == [931]
