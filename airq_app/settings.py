@@ -122,7 +122,7 @@ class Settings:
     topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
     # TLS and SASL of every Kafka client; its repr and public() leave the password out.
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    replication_factor: int | None = None  # None: min(3, brokers in the cluster)
+    replication_factor: int | None = None  # None: min(3, cluster size), see `airq_app.kafka.replication`
     min_insync_replicas: int | None = None  # None: min(2, replication factor)
     producer_request_timeout_s: float = 1200.0
     indices: IndexConfig = field(default_factory=IndexConfig)  # the `indices` section, checked

@@ -159,7 +159,7 @@ def test_workers_join_and_leave_while_the_disk_is_full(kafka: str, tmp_path: Pat
     wait_for(lambda: _output_blocked(w1) and _output_blocked(w2), 90, what="both workers to report the full disk")
 
     w3 = p.worker("w3").start(wait_ready=False)  # joins: partitions move from blocked owners to it
-    wait_for(lambda: _active(w3) and "output ready for partitions" in w3.log_text(), 90, what="w3 to take over")
+    wait_for(lambda: _active(w3) and "airq: output of partition" in w3.log_text(), 90, what="w3 to take over")
     wait_for(lambda: _settled(w3), 60, what="w3 to recover its tables")
     assert len(_active(w1)) + len(_active(w2)) + len(_active(w3)) == 8
 

@@ -133,7 +133,7 @@ def test_processing_workers_paused_past_the_session_timeout_write_every_value_an
             rate_limit_per_minute=0,
             time_offset_s=-10 * 3600,
             revision_rate=0.2,
-            revision_delay_s=1800,
+            revision_delay_s=3,
             faults=Faults(),
         )
     ).start()
