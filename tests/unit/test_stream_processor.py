@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from airq_app.runtime import Runtime
@@ -238,3 +240,29 @@ def test_a_changelog_flush_that_never_returns_blocks_the_output_with_a_reason_an
 
     asyncio.run(go())
     assert [r["sensor_id"] for r in lines(settings.output_dir)] == [931]
+
+
+def test_a_seek_back_on_a_partition_revoked_meanwhile_neither_raises_nor_dead_letters(tmp_path: Path) -> None:
+    _rt, stream, _settings = runtime(tmp_path)
+    tp = TP(stream.topics.names.measurements, 2)
+
+    class RevokedConsumer:
+        async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+            return dict.fromkeys(tps, 0)
+
+        async def seek(self, partition: TP, offset: int) -> None:
+            raise IllegalStateError(f"No current assignment for partition {partition}")
+
+    stream.app = SimpleNamespace(consumer=RevokedConsumer())  # type: ignore[assignment]
+    stream.cursor.open(2, 609)
+    assert asyncio.run(stream.realign(tp, 609, force=True)) is None
+
+
+def test_a_failing_stall_check_waits_for_its_next_run(tmp_path: Path) -> None:
+    _rt, stream, _settings = runtime(tmp_path)
+
+    async def revoked_meanwhile() -> None:
+        raise IllegalStateError("No current assignment for partition")
+
+    stream._watch_stalls = revoked_meanwhile  # type: ignore[method-assign]
+    asyncio.run(stream.watch_stalls())  # the timer goes on: nothing raised
