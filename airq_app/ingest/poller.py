@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from airq_app import openaq, timeutil
-from airq_app.files import write_atomic
+from airq_app.atomic_file import write_atomic
 from airq_app.ingest.gaps import Backlog, GivenUp, SensorProgress, hour_of, hour_text
 from airq_app.ingest.progress import GIVEN_UP_KEY
 from airq_app.metrics import Metrics
