@@ -1,7 +1,7 @@
 """airq: OpenAQ air-quality measurements on Kafka, turned into clean, scored, de-duplicated JSON Lines.
 
 `faust -A airq_app worker` finds the Faust app as `airq_app.app`: it is built on first access, from the settings
-of this process (`airq_app.worker`), so that the pure modules (`airq_app.aqi`, `airq_app.units`, ...) can be used
+of this process (`airq_app.worker`), so that the pure modules (`airq_app.domain`) can be used
 without loading any settings.
 """
 

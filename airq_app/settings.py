@@ -18,8 +18,8 @@ from dotenv import load_dotenv
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from airq_app.filters import FilterConfig
-from airq_app.indices import IndexConfig
+from airq_app.domain.filters import FilterConfig
+from airq_app.domain.indices import IndexConfig
 from airq_app.kafka.security import KafkaConfigError, KafkaSecurity
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
@@ -59,7 +59,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
     "kafka": {"replication_factor": "auto", "min_insync_replicas": "auto", "producer_request_timeout_s": 1200},
-    # Each location's national index: its country's default unless `by_country` says otherwise (airq_app.indices).
+    # Each location's national index: its country's default unless `by_country` says otherwise (domain.indices).
     "indices": {"enabled": True, "by_country": {}},
 }
 # pipeline.json keys that would hold a Kafka secret: refused with a pointer to the environment variable.
@@ -435,7 +435,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Set
     )
     # No rule ties the de-duplication retention to filters.max_age_hours: a measurement older than its sensor's
     # de-duplication window is dropped as too_old whatever max_age_hours allows, and max_age_hours does not apply to
-    # backfilled history (processing.decide).
+    # backfilled history (airq_app.domain.decide).
     try:
         settings.filter_rules()
     except ValueError as exc:

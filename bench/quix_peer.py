@@ -23,10 +23,10 @@ import orjson
 from quixstreams import Application, State, message_context
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from airq_app import dedup
-from airq_app.filters import FilterConfig
-from airq_app.processing import decide
-from airq_app.validation import utc_seconds
+from airq_app.domain import dedup
+from airq_app.domain.decide import decide
+from airq_app.domain.filters import FilterConfig
+from airq_app.domain.timeutil import utc_seconds
 from bench.throughput import measurements_of
 
 RETENTION_S = 8760 * 3600  # the bench's de-duplication window, as in the baseline

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from airq_app.validation import format_utc
+from airq_app.domain.timeutil import format_utc
 from airq_dev.harness import Pipeline, create_topic, delete_topics, measurement, produce
 from bench.throughput import rss_mb
 

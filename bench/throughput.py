@@ -155,7 +155,7 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
 def measurements_of(value: bytes) -> Iterator[dict[str, Any]]:
     """The valid measurements of one raw message (one, or a location's list), each (sensor, time) once, as airq's
     stream takes them; shared by the baseline and the Quix Streams peer."""
-    from airq_app.validation import InvalidMessage, parse_message
+    from airq_app.domain.validation import InvalidMessage, parse_message
 
     try:
         items = parse_message(value)
@@ -173,9 +173,9 @@ def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: 
     """The baseline's work on one message: the records to write. `db` maps state keys (the sensor's main entry,
     its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
     `decide` is called as `processing.decide_in` calls it, for each measurement of the message."""
-    from airq_app import dedup
-    from airq_app.processing import decide
-    from airq_app.validation import utc_seconds
+    from airq_app.domain import dedup
+    from airq_app.domain.decide import decide
+    from airq_app.domain.timeutil import utc_seconds
 
     out: list[dict[str, Any]] = []
     for m in measurements_of(value):
@@ -208,7 +208,7 @@ async def _baseline(bootstrap: str, topic: str, out: Path, distinct: int) -> dic
     from aiokafka import AIOKafkaConsumer
     from rocksdict import Options, Rdict
 
-    from airq_app.filters import FilterConfig
+    from airq_app.domain.filters import FilterConfig
 
     opts = Options()
     opts.create_if_missing(True)

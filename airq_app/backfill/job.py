@@ -25,10 +25,10 @@ from aiokafka import AIOKafkaProducer
 from airq_app import openaq
 from airq_app.backfill.progress import ProgressBar, ProgressFile
 from airq_app.backfill.sources import API_SHARE, DEFAULT_ARCHIVE_URL, ApiSource, ArchiveSource, SourceError
+from airq_app.domain.measurement import MEASUREMENT_FIELDS, Measurement
+from airq_app.domain.selection import Selection
 from airq_app.kafka import admin
 from airq_app.kafka.topics import TopicNames
-from airq_app.models import MEASUREMENT_FIELDS, Measurement
-from airq_app.selection import Selection
 from airq_app.settings import Settings
 
 log = logging.getLogger("airq.backfill")

@@ -11,8 +11,8 @@ API: `/v3/sensors/{id}/hours` for each sensor of the location, period ends from 
 an `OpenAQClient` of its own whose budget is `API_SHARE` of the configured one, so the live poller keeps most of
 the key's rate limit.
 
-Both give `Measurement` dicts (`airq_app.models`) as the poller sends them, with the location's metadata (country,
-timezone, provider) from the sensor index when it is known.
+Both give `Measurement` dicts (`airq_app.domain.measurement`) as the poller sends them, with the location's metadata
+(country, timezone, provider) from the sensor index when it is known.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any
 
 import requests
 
-from airq_app import openaq, timeutil
+from airq_app import openaq
+from airq_app.domain import timeutil
 
 log = logging.getLogger("airq.backfill")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from airq_app import timeutil
+from airq_app.domain import timeutil
 
 HOUR_S = 3600
 MAX_RETRY_DOUBLINGS = 6  # an unanswered hour is asked again after retry_s, 2x, 4x ... 64x retry_s

@@ -33,13 +33,14 @@ from typing import Any
 
 import orjson
 
-from airq_app import openaq, timeutil
+from airq_app import openaq
 from airq_app.atomic_file import write_atomic
+from airq_app.domain import timeutil
+from airq_app.domain.measurement import MEASUREMENT_FIELDS, Measurement
+from airq_app.domain.selection import Selection
 from airq_app.ingest.gaps import Backlog, GivenUp, SensorProgress, hour_of, hour_text
 from airq_app.ingest.progress import GIVEN_UP_KEY
 from airq_app.metrics import Metrics
-from airq_app.models import MEASUREMENT_FIELDS, Measurement
-from airq_app.selection import Selection
 from airq_app.settings import Settings
 from airq_app.status import WorkerStatus
 

@@ -6,6 +6,8 @@ Everything callers use is re-exported here, so `from airq_app import openaq; ope
 
 from __future__ import annotations
 
+from airq_app.domain.timeutil import format_utc, normalise_utc_or_none
+from airq_app.domain.timeutil import parse_utc_or_none as parse_utc
 from airq_app.openaq.budget import RateBudget
 from airq_app.openaq.catalogue import PARAMETERS, POLLUTANT_IDS, Parameter, parameter_ids, parameter_variants
 from airq_app.openaq.client import DEFAULT_BASE_URL, MAX_BODY_BYTES, MAX_LIMIT, MAX_PAGES, OpenAQClient, encode_params
@@ -34,10 +36,8 @@ from airq_app.openaq.payloads import (
     measurement_from_hour,
     measurement_from_latest,
 )
-from airq_app.timeutil import format_utc, normalise_utc_or_none
-from airq_app.timeutil import parse_utc_or_none as parse_utc
 
-# `parse_utc`/`format_utc`/`normalise_utc` are airq_app.timeutil's, kept here for callers of the old module;
+# `parse_utc`/`format_utc`/`normalise_utc` are airq_app.domain.timeutil's, kept here for callers of the old module;
 # `parse_utc` and `normalise_utc` answer None for anything that is not an instant, as they did.
 normalise_utc = normalise_utc_or_none
 

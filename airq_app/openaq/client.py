@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import requests
 
-from airq_app import timeutil
+from airq_app.domain import timeutil
 from airq_app.openaq.budget import HeaderError, RateBudget, _guard_reset, header_int
 from airq_app.openaq.errors import (
     OpenAQAuthError,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
-from airq_app import timeutil
+from airq_app.domain import timeutil
 from airq_app.openaq.catalogue import PARAMETERS
 
 log = logging.getLogger("airq.openaq")

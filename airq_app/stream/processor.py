@@ -4,7 +4,7 @@ Acknowledgement order (what makes the files exactly-once): the tables are update
 processed (the sensor state in memory, `TableBuffer`), the record goes to the sink, the table updates are
 delivered to their changelogs (then RocksDB) before the file is finished (renamed and fsynced), and the event
 is acknowledged only then. Faust commits only acknowledged offsets, so a crash replays every message whose output
-was not durable; `processing.decide` writes those again and drops real repeats.
+was not durable; `airq_app.domain.decide` writes those again and drops real repeats.
 
 One `StreamProcessor` is built per worker (`airq_app.worker`); it owns the per-partition state (the sink's open
 files, the partition cursor, the pending location summaries) and opens and closes it with the assignment.
@@ -24,11 +24,12 @@ from faust.types import TP, EventT, StreamT
 from orjson import OPT_APPEND_NEWLINE, dumps
 
 from airq_app.application import AirqApp
-from airq_app.filters import FilterConfig
+from airq_app.domain.decide import decide, merge_location
+from airq_app.domain.filters import FilterConfig
+from airq_app.domain.validation import InvalidMessage, parse_message
 from airq_app.kafka import faust_internals
 from airq_app.kafka.topics import Topics
 from airq_app.metrics import Metrics
-from airq_app.processing import decide, merge_location
 from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink, SinkClosed
 from airq_app.status import WorkerStatus
@@ -40,7 +41,6 @@ from airq_app.stream.dead_letter import dead_letter_entry
 from airq_app.stream.table_buffer import TableBuffer
 from airq_app.stream.table_values import LocationSummaries
 from airq_app.stream.tables import StreamTables
-from airq_app.validation import InvalidMessage, parse_message
 
 log = logging.getLogger("airq.stream")
 

@@ -1,7 +1,7 @@
-"""Reading and writing a sensor's de-duplication state (`airq_app.dedup`) in the `sensor_history` table.
+"""Reading and writing a sensor's de-duplication state (`airq_app.domain.dedup`) in the `sensor_history` table.
 
 At most two reads per measurement (the sensor's main entry, and the bucket of its hour unless the main entry
-shows that none exists) and, for a record written, the keys `processing.decide` returns, through the table's
+shows that none exists) and, for a record written, the keys `airq_app.domain.decide` returns, through the table's
 `TableBuffer`. Every key is written or deleted while one of the partition's messages is processed, and goes to
 that partition's changelog, where the sensor's main entry lives too. An expired bucket is deleted only when it is
 there, so a sensor with gaps sends no needless tombstones.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airq_app import dedup
+from airq_app.domain import dedup
+from airq_app.domain.timeutil import utc_seconds
 from airq_app.stream.table_buffer import TableBuffer
-from airq_app.timeutil import utc_seconds
 
 
 def load(

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 
-from airq_app import indices
+from airq_app.domain import indices
 from airq_app.metrics import CONTENT_TYPE
 from airq_app.runtime import Runtime
 from airq_app.web import auth

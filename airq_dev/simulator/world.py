@@ -2,7 +2,7 @@
 
 Nothing is stored per hour: a value is a pure function of (seed, sensor, hour), so a world of any size holds any
 length of history for free and every endpoint (the API and the archive) agrees on it. Gases are generated in ppb
-and converted with the molecular weights of `airq_app.units`, the one place the project keeps them.
+and converted with the molecular weights of `airq_app.domain.units`, the one place the project keeps them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from airq_app.domain.units import MOLAR_VOLUME_L, MOLECULAR_WEIGHT
 from airq_app.openaq.catalogue import PARAMETERS, Parameter
-from airq_app.units import MOLAR_VOLUME_L, MOLECULAR_WEIGHT
 from airq_dev.simulator.config import HOUR, WorldConfig
 from airq_dev.simulator.regions import GAS_LEVEL_PPB, H2016, H2025, LOWCOST_PROVIDERS, PROFILES, REGIONS
 
@@ -54,7 +54,7 @@ def utc_str(hour: int) -> str:
 
 def generation_factor(parameter: Parameter) -> float:
     """What a level in the generation unit (ppb for gases, µg/m³ for the rest) is multiplied by for the sensor's
-    unit; gas mass concentrations at 25 °C with the molecular weights of `airq_app.units`."""
+    unit; gas mass concentrations at 25 °C with the molecular weights of `airq_app.domain.units`."""
     if parameter.name not in GAS_LEVEL_PPB or parameter.units == "ppb":
         return 1.0
     if parameter.units == "ppm":

@@ -13,7 +13,7 @@ from airq_app.backfill.command import BackfillFailed, parse_request
 from airq_app.backfill.job import message
 from airq_app.backfill.progress import ProgressBar, ProgressFile
 from airq_app.backfill.sources import ApiSource, ArchiveSource
-from airq_app.validation import parse_measurement
+from airq_app.domain.validation import parse_measurement
 from airq_dev.simulator import SimulatorThread, WorldConfig
 
 pytestmark = pytest.mark.integration

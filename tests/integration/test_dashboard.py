@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airq_app.aqi import category_color
+from airq_app.domain.aqi import category_color
 from airq_dev.harness import ROOT, Pipeline, encode, http_get, measurement, produce, wait_for
 from airq_dev.simulator import Faults, SimulatorThread, WorldConfig
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airq_app import indices
+from airq_app.domain import indices
 from airq_dev.harness import Pipeline, encode, finished_records, measurement, produce, wait_for
 
 pytestmark = pytest.mark.integration

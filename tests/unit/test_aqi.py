@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from airq_app.aqi import category_color, nowcast, us_aqi, who_exceeds
+from airq_app.domain.aqi import category_color, nowcast, us_aqi, who_exceeds
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +18,7 @@ G, M, U1, U2, VU, H = (
 )
 UG = "µg/m³"
 
-# May 2024 EPA breakpoints (EPA-454/B-24-002, Table 6), written out independently of airq_app.aqi:
+# May 2024 EPA breakpoints (EPA-454/B-24-002, Table 6), written out independently of airq_app.domain.aqi:
 # (pollutant, averaging, unit, [(c_lo, c_hi, i_lo, i_hi, category), ...])
 EPA_2024 = [
     (

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from airq_app.filters import FilterConfig, check, stuck_flag
+from airq_app.domain.filters import FilterConfig, check, stuck_flag
 
 pytestmark = pytest.mark.unit
 
@@ -77,7 +77,7 @@ def test_negative():
 
 def test_a_conversion_that_overflows_is_implausible():
     # A finite raw value (validation lets nothing else through) whose normalised value is not finite.
-    from airq_app.units import normalise
+    from airq_app.domain.units import normalise
 
     m = measurement(parameter="no2", value=1e308, unit="ppm")
     value, _unit = normalise("no2", 1e308, "ppm")

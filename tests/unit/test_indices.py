@@ -1,5 +1,5 @@
 """National indices: the calculator against the shipped CSV rows (expected values derived here, independently of
-airq_app.indices, from the raw files), against worked examples published by each index's method, and the
+airq_app.domain.indices, from the raw files), against worked examples published by each index's method, and the
 country defaults, local/overall objects, AQHI and legends the stream and dashboard use."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from airq_app import aqi as us
-from airq_app import indices
-from airq_app.indices import tables
+from airq_app.domain import aqi as us
+from airq_app.domain import indices
+from airq_app.domain.indices import breakpoints
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = ROOT / "airq_app" / "indices" / "tables"
+TABLES = ROOT / "airq_app" / "domain" / "indices" / "tables"
 POLLUTANTS = {"PM2.5": "pm25", "PM10": "pm10", "O3": "o3", "NO2": "no2", "SO2": "so2", "CO": "co"}
 UG = "µg/m³"
 
@@ -403,14 +403,14 @@ def test_category_names_are_trimmed():
 
 
 def test_tables_are_data_and_report_what_they_fixed():
-    loaded = tables.load()
+    loaded = breakpoints.load()
     assert len(loaded) == 44 and len(list(TABLES.glob("*.csv"))) == 33
     assert any("800.1 → 340.1" in note for note in loaded["EU:old"].anomalies)
     assert any("unit 'bsp'" in note for note in loaded["AU:NSW"].anomalies)
     header = "ISO,variant,category,hex,category_lower,category_upper,pollutant,units,averaging_period"
     extra = header + ",concentration_lower,concentration_upper\n"
     extra += "ZZ,,Fine,#00ff00,0,50,PM2.5,ug/m3,24,0,20\nZZ,,Bad ,#ff0000,51,100,PM2.5,ug/m3,24,20.1,40\n"
-    (built,) = tables.build("zz.csv", extra)
+    (built,) = breakpoints.build("zz.csv", extra)
     assert built.id == "ZZ" and built.numeric and built.scales[("pm25", 24.0)].decimals == 1
     assert [c.name for c in built.categories] == ["Fine", "Bad"]
     assert (TABLES / "NOTICE.md").read_text(encoding="utf-8").count("CC BY-SA 4.0") >= 1
@@ -419,4 +419,4 @@ def test_tables_are_data_and_report_what_they_fixed():
 def test_tables_ship_as_package_data():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg", encoding="utf-8")
-    assert cfg["options.package_data"]["airq_app.indices"].strip() == "tables/*"
+    assert cfg["options.package_data"]["airq_app.domain.indices"].strip() == "tables/*"

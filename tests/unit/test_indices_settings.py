@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from airq_app.processing import decide
+from airq_app.domain.decide import decide
+from airq_app.domain.validation import parse_measurement
 from airq_app.settings import ConfigError, load_settings
-from airq_app.validation import parse_measurement
 from airq_dev.harness import ROOT, encode, measurement
 
 pytestmark = pytest.mark.unit

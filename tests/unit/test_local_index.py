@@ -1,7 +1,7 @@
 """Running means from a sensor's hourly history, the US AQI from 8-hour means, and each record's national index.
 
-Expected index values come from the engine (`airq_app.indices.sub_index`) fed with the mean worked out here by hand,
-and, where the docs quote it, from the published value (55 µg/m³ PM2.5 over 24 h: IN 92, CN 75, GB 7, US 149).
+Expected index values come from the engine (`airq_app.domain.indices.sub_index`) fed with the mean worked out here by
+hand, and, where the docs quote it, from the published value (55 µg/m³ PM2.5 over 24 h: IN 92, CN 75, GB 7, US 149).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from airq_app import indices
-from airq_app.filters import FilterConfig
-from airq_app.indices import IndexConfig
-from airq_app.processing import decide, location_summary
-from airq_app.timeutil import format_utc
-from airq_app.transform import hourly_window, local_index, required_hours, running_means, score
-from airq_app.validation import parse_measurement
+from airq_app.domain import indices
+from airq_app.domain.decide import decide, location_summary
+from airq_app.domain.filters import FilterConfig
+from airq_app.domain.indices import IndexConfig
+from airq_app.domain.scoring import hourly_window, local_index, required_hours, running_means, score
+from airq_app.domain.timeutil import format_utc
+from airq_app.domain.validation import parse_measurement
 from airq_dev.harness import encode, measurement
 
 pytestmark = pytest.mark.unit

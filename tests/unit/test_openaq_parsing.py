@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airq_app import openaq
-from airq_app.models import Measurement
+from airq_app.domain.measurement import Measurement
 
 pytestmark = pytest.mark.unit
 
@@ -157,7 +157,7 @@ def test_latest_payload_becomes_measurements(del_norte_index: dict[int, dict[str
 
 
 def test_measurement_serialises_and_validates(del_norte_index: dict[int, dict[str, Any]]) -> None:
-    from airq_app.validation import parse_measurement
+    from airq_app.domain.validation import parse_measurement
 
     item = load("docs_location_2178_latest.json")["results"][0]
     m = openaq.measurement_from_latest(item, del_norte_index, FETCHED)
@@ -295,7 +295,7 @@ def test_found_may_be_a_string_in_real_payloads() -> None:
 
 
 def test_old_time_names_still_answer_none_for_junk() -> None:
-    # the poller of earlier versions used openaq.parse_utc/format_utc; they are airq_app.timeutil's now
+    # the poller of earlier versions used openaq.parse_utc/format_utc; they are airq_app.domain.timeutil's now
     assert openaq.normalise_utc("2023-03-07T00:00:00-0500") == "2023-03-07T05:00:00Z"
     assert openaq.normalise_utc(None) is None and openaq.normalise_utc("") is None and openaq.normalise_utc(5) is None
     assert openaq.parse_utc("9999-12-31T23:59:59-01:00") is None

@@ -12,7 +12,7 @@ import pytest
 from quixstreams.sinks import SinkBatch
 from quixstreams.state.rocksdb import RocksDBStorePartition
 
-from airq_app import dedup
+from airq_app.domain import dedup
 from airq_dev.harness import measurement
 from bench import quix_peer
 from bench.throughput import baseline_step, workload

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from airq_app import timeutil
+from airq_app.domain import timeutil
 
 pytestmark = pytest.mark.unit
 

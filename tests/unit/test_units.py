@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from airq_app.units import canonical_unit, normalise
+from airq_app.domain.units import canonical_unit, normalise
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from airq_app.validation import InvalidMessage, parse_measurement
+from airq_app.domain.validation import InvalidMessage, parse_measurement
 from airq_dev.harness import measurement
 
 pytestmark = pytest.mark.unit

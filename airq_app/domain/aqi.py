@@ -21,7 +21,7 @@ Hazardous is one row, 301–500 (the TAD's single "301 and higher" row and its A
 Every other pair returns None (an averaging the pollutant has no table for). In
 particular PM given with averaging `1h` is None: the PM table is a 24-hour table. Callers that want an hourly PM
 index pass the NowCast (EPA's own stand-in for the 24-hour mean) or, as an indicative approximation, the hourly
-value itself with averaging `24h` (see `transform.score`).
+value itself with averaging `24h` (see `scoring.score`).
 
 SO2 1-hour values of 305 ppb or more: the 1-hour table stops at AQI 200 and the TAD says to use the 24-hour mean
 when it is also ≥ 305 ppb, and otherwise to report exactly 200. With only the 1-hour value at hand `us_aqi('so2',
@@ -45,7 +45,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
-from airq_app import units
+from airq_app.domain import units
 
 GOOD = "Good"
 MODERATE = "Moderate"

@@ -3,7 +3,7 @@
 Why: a reader in Delhi, Beijing or London judges air by the CPCB AQI, HJ 633 or the DAQI, not by the EPA scale;
 55 µg/m³ of PM2.5 over 24 hours is "Good" in China (75), "Satisfactory" in India (92), "Unhealthy for Sensitive
 Groups" in the US (149) and "High" (band 7) in the UK. The bands are OpenAQ's AQI Hub tables, shipped as data in
-`airq_app/indices/tables/` (CC BY-SA 4.0, see `tables/NOTICE.md`) and read by one generic calculator; what the tables
+`tables/` beside this file (CC BY-SA 4.0, see `tables/NOTICE.md`) and read by one generic calculator; what the tables
 leave open is in `conventions.py`. Pure functions: no I/O beyond reading the shipped files once. `docs/indices.md`
 lists the indices, defaults, conventions and the quirks of the tables.
 
@@ -53,10 +53,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from airq_app.indices import calculator, conventions
-from airq_app.indices import canada as _aqhi
-from airq_app.indices.canada import aqhi
-from airq_app.indices.local import (
+from airq_app.domain.indices import calculator, conventions
+from airq_app.domain.indices import canada as _aqhi
+from airq_app.domain.indices.canada import aqhi
+from airq_app.domain.indices.local import (
     IndexConfig,
     categories,
     index_for_country,

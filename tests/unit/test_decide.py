@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from airq_app.dedup import GRACE_S, MAX_REVISIONS, bucket_key
-from airq_app.filters import FilterConfig
-from airq_app.processing import decide, decide_in, location_summary, merge_location
-from airq_app.validation import parse_measurement
+from airq_app.domain.decide import decide, decide_in, location_summary, merge_location
+from airq_app.domain.dedup import GRACE_S, MAX_REVISIONS, bucket_key
+from airq_app.domain.filters import FilterConfig
+from airq_app.domain.validation import parse_measurement
 from airq_dev.harness import encode, measurement
 
 pytestmark = pytest.mark.unit
@@ -271,7 +271,7 @@ def test_the_main_entry_bounds_the_hours_that_can_have_a_bucket(seed: int) -> No
     backfill and expiry, every bucket in the state lies within the hours its sensor's main entry allows."""
     import random
 
-    from airq_app.dedup import may_have_bucket
+    from airq_app.domain.dedup import may_have_bucket
 
     rng = random.Random(seed)
     state: dict = {}

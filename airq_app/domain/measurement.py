@@ -1,7 +1,7 @@
 """Records that travel on the topics: the schema of a message on `air_quality_telematics`.
 
 The poller builds each message as a `Measurement`; the stream reads messages as bytes and validates them itself
-(`airq_app.validation`), since any producer may write to the topic.
+(`airq_app.domain.validation`), since any producer may write to the topic.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
-from airq_app import units
-from airq_app.indices import conventions
+from airq_app.domain import units
+from airq_app.domain.indices import conventions
 
-TABLES_PACKAGE = "airq_app.indices"
+TABLES_PACKAGE = "airq_app.domain.indices"
 TABLES_DIR = "tables"
 
 _POLLUTANT_NAMES = {"pm2.5": "pm25", "pm10": "pm10", "o3": "o3", "no2": "no2", "so2": "so2", "co": "co"}

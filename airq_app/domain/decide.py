@@ -1,7 +1,7 @@
 """What the stream does with one valid measurement, as a pure function of the message and table state.
 
 `decide()` returns the outcome, the record and the table writes; the agent only reads and writes the tables and
-hands the record to the sink. The state format and its bounds are in `airq_app.dedup`: the sensor's main entry
+hands the record to the sink. The state format and its bounds are in `airq_app.domain.dedup`: the sensor's main entry
 (NowCast hours, recent values) and one bucket per sensor-hour holding, for each accepted time, the message
 accepted for each revision. Exactly-once rests on those items: a replayed message finds its *own* item and is
 written again as the same revision (its earlier file never finished); any other copy of a value already accepted
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from airq_app import dedup, filters, transform, units
-from airq_app.validation import utc_seconds
+from airq_app.domain import dedup, filters, scoring, units
+from airq_app.domain.timeutil import utc_seconds
 
 STUCK_WINDOW = 24  # recent values kept per sensor for the stuck check
 LIVE_WINDOW_S = 24 * 3600  # values this far behind the sensor's newest one feed its live hours; older ones `past`
@@ -84,7 +84,7 @@ def decide(
     previous = revisions[revision - 1][2] if revision > 0 else None
     live = epoch > newest - LIVE_WINDOW_S
     context: dict[str, Any] = history if live else history.get("past", {})
-    hours, window = transform.hourly_window(context.get("hours", {}), m["datetime_utc"], value)
+    hours, window = scoring.hourly_window(context.get("hours", {}), m["datetime_utc"], value)
     recent = list(context.get("recent", []))
     flags: list[str] = []
     if filters.stuck_flag(recent, value, hours=cfg.stuck_hours):
@@ -124,9 +124,9 @@ def decide(
         if bucket is not None:
             writes[dedup.bucket_key(sensor, dedup.hour_of(epoch))] = bucket
 
-    aqi, basis, nowcast = transform.score(m["parameter"], value, unit, window)
-    local = transform.local_index(m, unit, window, cfg.indices)
-    record = transform.shape_record(m, value, unit, aqi, basis, source, flags, local_index=local)
+    aqi, basis, nowcast = scoring.score(m["parameter"], value, unit, window)
+    local = scoring.local_index(m, unit, window, cfg.indices)
+    record = scoring.shape_record(m, value, unit, aqi, basis, source, flags, local_index=local)
     if nowcast is not None:
         record["nowcast"] = nowcast
     record["revision"] = revision
@@ -158,7 +158,7 @@ def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> 
     """Merge a written record into its location's latest-values entry; None when it is not newer.
 
     Per parameter: the latest value, its US AQI and its national sub-index (`local_index`); for the location: the
-    highest AQI and the overall national index (`transform.overall_local_index`: the worst sub-index, or the AQHI).
+    highest AQI and the overall national index (`scoring.overall_local_index`: the worst sub-index, or the AQHI).
     """
     return merge_location(current, (record,))
 
@@ -203,5 +203,5 @@ def merge_location(current: dict[str, Any] | None, records: Iterable[dict[str, A
     entry["aqi_category"] = top["aqi_category"] if top else None
     prefer = (newest.get("local_index") or {}).get("index")
     local = {name: p.get("local_index") for name, p in params.items()}
-    entry["local_index"] = transform.overall_local_index(local, prefer)
+    entry["local_index"] = scoring.overall_local_index(local, prefer)
     return entry

@@ -28,8 +28,8 @@ US EPA AQI (`score`, the `aqi` fields of every record):
 * anything else: no index.
 
 National index (`local_index`, the record's `local_index` field): the location's country decides the index
-(`airq_app.indices.IndexConfig.index_for`: `pipeline.json` section `indices`, else the country's default), and
-`airq_app.indices.local_index` evaluates every period that index's table defines for the pollutant whose running
+(`airq_app.domain.indices.IndexConfig.index_for`: `pipeline.json` section `indices`, else the country's default), and
+`airq_app.domain.indices.local_index` evaluates every period that index's table defines for the pollutant whose running
 mean is defined, keeping the worst. None where the country has no index, the index has no row for the pollutant or
 no needed mean is defined yet (e.g. India's 24-hour PM before 18 hours are known).
 """
@@ -43,9 +43,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from airq_app import aqi as aqi_mod
-from airq_app import indices, units
-from airq_app.timeutil import format_epoch, format_utc, normalise_utc, utc_seconds
+from airq_app.domain import aqi as aqi_mod
+from airq_app.domain import indices, units
+from airq_app.domain.timeutil import format_epoch, format_utc, normalise_utc, utc_seconds
 
 PM = ("pm25", "pm10")
 NOWCAST_HOURS = 12
@@ -195,7 +195,7 @@ def overall_local_index(
     """A location's overall national index from its parameters' latest sub-index objects (parameter → object).
 
     The worst sub-index, or for Canada's AQHI the formula over the NO2, O3 and PM2.5 3-hour means (None until all
-    three are known): `airq_app.indices.overall_index`. Should the objects name different indices (the `indices`
+    three are known): `airq_app.domain.indices.overall_index`. Should the objects name different indices (the `indices`
     section changed while a location's older values are still shown), those of `prefer` (the index of the record
     just merged) count, else those of the index most parameters have.
     """

@@ -2,7 +2,7 @@
 
 A message the stream cannot use raises `InvalidMessage` with a short reason (`category: detail`, the category
 being `empty_message`, `not_json`, `wrong_schema`, `bad_coordinates` or `bad_datetime`); the agent dead-letters it.
-Times are read by `airq_app.timeutil`: an instant that cannot be represented in UTC is a `bad_datetime`.
+Times are read by `airq_app.domain.timeutil`: an instant that cannot be represented in UTC is a `bad_datetime`.
 The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is False when absent.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 # format_utc, normalise_utc and utc_seconds are used here and re-exported for the stream (`utc_seconds`).
-from airq_app.timeutil import format_utc, normalise_utc, parse_utc, utc_seconds
+from airq_app.domain.timeutil import format_utc, normalise_utc, parse_utc, utc_seconds
 
 __all__ = [
     "OPTIONAL",

@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from airq_app.indices import calculator, canada, conventions, tables
+from airq_app.domain.indices import breakpoints, calculator, canada, conventions
 
 IndexObject = dict[str, Any]
 
@@ -47,7 +47,7 @@ def index_name(index_id: str) -> str | None:
         return None
     if ident in conventions.INDEX_NAMES:
         return conventions.INDEX_NAMES[ident]
-    table = tables.load()[ident]
+    table = breakpoints.load()[ident]
     return f"Air quality index ({table.iso}{' ' + table.variant if table.variant else ''})"
 
 
@@ -84,7 +84,7 @@ def index_for_country(country: str | None, overrides: Mapping[str, str | None] |
             return resolved
     if code in conventions.COUNTRY_DEFAULTS:
         return conventions.COUNTRY_DEFAULTS[code]
-    if code in tables.load():
+    if code in breakpoints.load():
         return code
     if code in conventions.EU_MEMBERS:
         return conventions.EU_DEFAULT
@@ -93,7 +93,7 @@ def index_for_country(country: str | None, overrides: Mapping[str, str | None] |
 
 def _known_for(country: str) -> list[str]:
     """The index ids a country's own tables offer (for an error message)."""
-    return sorted(t.id for t in tables.load().values() if t.iso == country)
+    return sorted(t.id for t in breakpoints.load().values() if t.iso == country)
 
 
 @dataclass(frozen=True)
@@ -305,7 +305,7 @@ def supported_indices() -> list[dict[str, Any]]:
             "scale": "numeric" if t.numeric else "bands",
             "pollutants": list(t.pollutants),
         }
-        for t in tables.load().values()
+        for t in breakpoints.load().values()
     ]
     out.append(
         {

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from airq_app.timeutil import format_utc
-from airq_app.transform import hourly_window, score, shape_record
+from airq_app.domain.scoring import hourly_window, score, shape_record
+from airq_app.domain.timeutil import format_utc
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ country                drop    `countries` is set and the country (ISO alpha-2) 
 bbox                   drop    `bbox` is set and the coordinates are missing or outside it (edges included)
 future                 drop    the time is more than `max_future_skew_s` ahead of `now`
 too_old                drop    the time is more than `max_age_hours` before `now` (not for a `"backfill": true`
-                               message: history is bounded by the de-duplication retention, `processing.decide`)
+                               message: history is bounded by the de-duplication retention, `decide`)
 sentinel               drop    the *raw* value is one of `sentinels` (-999, -9999: "instrument not reporting")
 unit_unknown           drop    the unit could not be normalised (`normalised_value` is None)
 negative               drop    the normalised value is below 0 and `drop_negative` is set
@@ -44,9 +44,9 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from airq_app.indices import IndexConfig
-from airq_app.selection import Selection
-from airq_app.timeutil import utc_seconds
+from airq_app.domain.indices import IndexConfig
+from airq_app.domain.selection import Selection
+from airq_app.domain.timeutil import utc_seconds
 
 DEFAULT_PARAMETERS: tuple[str, ...] = ("pm25", "pm10", "o3", "no2", "so2", "co")
 DEFAULT_SENTINELS: tuple[float, ...] = (-999.0, -9999.0)
@@ -82,7 +82,7 @@ class FilterConfig:
 
     @cached_property
     def selection(self) -> Selection:
-        """The parameters, countries and bbox as the pipeline's one selection rule (`airq_app.selection`)."""
+        """The parameters, countries and bbox as the pipeline's one selection rule (`airq_app.domain.selection`)."""
         return Selection(frozenset(self.parameters), frozenset(self.countries), self.bbox, frozenset())
 
     @classmethod

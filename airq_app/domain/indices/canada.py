@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
-from airq_app import units
+from airq_app.domain import units
 
 AVERAGING_HOURS = 3.0
 SCALE = 1000 / 10.4

@@ -4,8 +4,8 @@ Steps for `evaluate(index, pollutant, concentration, unit, averaging_hours)`:
 
 1. Pick the scale: the table's (pollutant, period). A 1-hour mean also serves a table period under an hour (the
    UK's 15-minute SO2, Israel's 30-minute CO and NOx): `table_period` says which period a mean is used for.
-2. Convert the concentration to the table's unit with `airq_app.units.convert_gas` (mass ↔ mixing ratio at 25 °C
-   with the molecular weights of `airq_app.units`), exact decimals throughout.
+2. Convert the concentration to the table's unit with `airq_app.domain.units.convert_gas` (mass ↔ mixing ratio at 25 °C
+   with the molecular weights of `airq_app.domain.units`), exact decimals throughout.
 3. Round it half up, or truncate where the index's method truncates (US), to the table's precision: the most
    decimals any bound of that scale is written with.
 4. Apply the index's ceiling for that period, if any (`conventions.Convention.ceilings`).
@@ -25,9 +25,9 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
-from airq_app import units
-from airq_app.indices import conventions, tables
-from airq_app.indices.tables import Band, IndexTable, Scale
+from airq_app.domain import units
+from airq_app.domain.indices import breakpoints, conventions
+from airq_app.domain.indices.breakpoints import Band, IndexTable, Scale
 
 Number = int | float
 
@@ -44,7 +44,7 @@ class Result(NamedTuple):
 
 def resolve(index: str) -> IndexTable | None:
     """The table of an index id; a table with a single variant also answers to its bare ISO code (`MC`, `EC`)."""
-    all_tables = tables.load()
+    all_tables = breakpoints.load()
     found = all_tables.get(index)
     if found is not None:
         return found
@@ -186,7 +186,7 @@ def evaluate(
 def _evaluate_prepared(index: str, pollutant: str, hours: float, c: Decimal) -> Result | None:
     """Steps 4-6 for a concentration already in the table's unit and precision. Prepared concentrations are few
     (0.1 µg/m³ or 1 ppb steps), so the stream mostly finds the result here instead of interpolating again."""
-    table = tables.load()[index]
+    table = breakpoints.load()[index]
     scale = table.scales[(pollutant, hours)]
     rule = conventions.convention(index)
     ceiling = rule.ceilings.get((pollutant, hours))
