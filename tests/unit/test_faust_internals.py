@@ -1,12 +1,16 @@
 """Faust internals airq replaces: the consumer's hand-over of a message to the streams (inline when it need not
-wait, else raced as Faust does), and a consumer stop that always ends."""
+wait, else raced as Faust does), a consumer stop that always ends, seeks in the consumer's thread, the bounded
+RocksDB store, the quiet monitor and the changelog queue; and the checks that the installed faust-streaming,
+aiokafka, mode-streaming and rocksdict are those the patches were written against."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +19,11 @@ from faust.types import TP
 from mode import Service
 
 from airq_app.kafka import faust_internals
-from airq_app.kafka.faust_internals import hand_over
+from airq_app.kafka.faust_internals import consumer, monitor, storage, tables
+from airq_app.kafka.faust_internals.consumer import hand_over
 
 pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _never(*args: Any) -> Any:
@@ -89,29 +95,19 @@ def test_an_error_after_waiting_reaches_the_consumer() -> None:
         asyncio.run(go())
 
 
-def test_the_installed_faust_is_the_one_these_internals_were_written_against() -> None:
-    from airq_app.kafka import faust_internals
-
-    assert faust_internals.installed_version() == faust_internals.FAUST_VERSION, (
-        "faust-streaming changed: re-check every use in airq_app/kafka/faust_internals.py before moving the pin"
-    )
-
-
 def test_rocksdb_info_log_is_bounded(tmp_path) -> None:
     """RocksDB records its options in OPTIONS-*; the store's info LOG rotates and keeps only a few files."""
-    from airq_app.kafka import faust_internals
-
-    options = faust_internals.BoundedLogOptions(use_rocksdict=True)
+    options = storage.BoundedLogOptions(use_rocksdict=True)
     db = options.open(tmp_path / "db")
     db.put(b"k", b"v")
     db.close()
     recorded = "".join(p.read_text() for p in (tmp_path / "db").glob("OPTIONS-*"))
-    assert f"max_log_file_size={faust_internals.ROCKSDB_MAX_LOG_FILE_SIZE}" in recorded
-    assert f"keep_log_file_num={faust_internals.ROCKSDB_KEEP_LOG_FILE_NUM}" in recorded
+    assert f"max_log_file_size={storage.ROCKSDB_MAX_LOG_FILE_SIZE}" in recorded
+    assert f"keep_log_file_num={storage.ROCKSDB_KEEP_LOG_FILE_NUM}" in recorded
     # And Faust resolves the store URL the app is configured with to this store.
     from faust.stores import by_url
 
-    assert by_url(faust_internals.register_bounded_rocksdb()) is faust_internals.BoundedLogStore
+    assert by_url(faust_internals.register_bounded_rocksdb()) is storage.BoundedLogStore
 
 
 class _Closable:
@@ -131,7 +127,7 @@ def test_a_consumer_stop_that_does_not_finish_is_cut_short_and_its_connections_c
         await asyncio.sleep(3600)
 
     monkeypatch.setattr(aiokafka_driver.AIOKafkaConsumerThread, "on_thread_stop", hangs)
-    thread = object.__new__(faust_internals.ConsumerThread)
+    thread = object.__new__(consumer.ConsumerThread)
     thread.stop_timeout_s = 0.2
     fetcher, client = _Closable(), _Closable()
     thread._consumer = types.SimpleNamespace(_fetcher=fetcher, _client=client)
@@ -149,26 +145,23 @@ def test_a_consumer_stop_that_does_not_finish_is_cut_short_and_its_connections_c
 def test_the_app_monitors_nothing_per_message() -> None:
     """Faust's per-message and per-event statistics feed only its web pages, which airq turns off."""
     from airq_app.application import create_app
-    from airq_app.kafka import faust_internals
     from airq_app.settings import load_settings
     from airq_dev.harness import ROOT
 
     app = create_app(load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False))
-    monitor = app.monitor
-    assert isinstance(monitor, faust_internals.QuietMonitor)
-    assert isinstance(app.tables, faust_internals.TableManager)
-    tp = faust_internals.TP("t", 0)
-    assert monitor.on_stream_event_in(tp, 1, None, None) is None
-    monitor.on_message_in(tp, 1, None)
-    assert monitor.messages_received_total == 0 and monitor.events_total == 0
+    app_monitor = app.monitor
+    assert isinstance(app_monitor, monitor.QuietMonitor)
+    assert isinstance(app.tables, tables.TableManager)
+    tp = TP("t", 0)
+    assert app_monitor.on_stream_event_in(tp, 1, None, None) is None
+    app_monitor.on_message_in(tp, 1, None)
+    assert app_monitor.messages_received_total == 0 and app_monitor.events_total == 0
 
 
 def test_a_partition_left_out_of_fetching_is_put_back() -> None:
-    from airq_app.kafka import faust_internals
+    a, b, c = (TP("t", p) for p in range(3))
 
-    a, b, c = (faust_internals.TP("t", p) for p in range(3))
-
-    class Consumer:
+    class KafkaConsumer:
         _paused_partitions = {c}
         _buffered_partitions = {a}
         active = {b}
@@ -179,13 +172,13 @@ def test_a_partition_left_out_of_fetching_is_put_back() -> None:
         def _get_active_partitions(self) -> set:
             return self.active
 
-    consumer = Consumer()
-    assert faust_internals.resume_fetching(consumer, a)  # out since its buffer was full: back in
-    assert consumer.active == {a, b} and consumer._buffered_partitions == set()
-    assert not faust_internals.resume_fetching(consumer, b)  # fetched already
-    assert not faust_internals.resume_fetching(consumer, c)  # paused on purpose (recovery): left alone
-    assert not faust_internals.resume_fetching(consumer, faust_internals.TP("t", 9))  # not assigned
-    assert consumer.active == {a, b}
+    kafka_consumer = KafkaConsumer()
+    assert faust_internals.resume_fetching(kafka_consumer, a)  # out since its buffer was full: back in
+    assert kafka_consumer.active == {a, b} and kafka_consumer._buffered_partitions == set()
+    assert not faust_internals.resume_fetching(kafka_consumer, b)  # fetched already
+    assert not faust_internals.resume_fetching(kafka_consumer, c)  # paused on purpose (recovery): left alone
+    assert not faust_internals.resume_fetching(kafka_consumer, TP("t", 9))  # not assigned
+    assert kafka_consumer.active == {a, b}
 
 
 def test_the_changelog_queue_is_emptied_by_a_revocation_not_by_each_resume() -> None:
@@ -198,7 +191,7 @@ def test_the_changelog_queue_is_emptied_by_a_revocation_not_by_each_resume() -> 
     async def go() -> None:
         app = create_app(load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False))
         queue = app.tables.changelog_queue
-        assert isinstance(queue, faust_internals.ChangelogQueue)
+        assert isinstance(queue, tables.ChangelogQueue)
         app.flow_control.resume()  # the recovery's first resume, then records arrive
         queue.put_nowait("record 5060")
         app.flow_control.resume()  # the standbys resumed, then the streams: both resume the flow again
@@ -237,7 +230,7 @@ def test_a_seek_from_the_event_loop_runs_in_the_consumer_thread() -> None:
     thread = threading.Thread(target=loop.run_forever, name="consumer-thread", daemon=True)
     thread.start()
     try:
-        consumer_thread = faust_internals.ConsumerThread.__new__(faust_internals.ConsumerThread)
+        consumer_thread = consumer.ConsumerThread.__new__(consumer.ConsumerThread)
         consumer_thread.thread_loop = loop
         aio = consumer_thread._consumer = _AioConsumer({TP("t", 0)})
         consumer_thread.seek(TP("t", 0), 609)  # Faust's synchronous seek, called from this (the worker's) thread
@@ -249,3 +242,25 @@ def test_a_seek_from_the_event_loop_runs_in_the_consumer_thread() -> None:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+# -- The versions and the upstream code the patches were written against --------------------------------------------
+
+
+@pytest.mark.parametrize("distribution", sorted(faust_internals.PINNED_VERSIONS))
+def test_the_installed_version_is_the_one_the_patches_were_written_against(distribution: str) -> None:
+    pinned = faust_internals.PINNED_VERSIONS[distribution]
+    installed = faust_internals.installed_version(distribution)
+    modules = ", ".join(f"airq_app/kafka/faust_internals/{m}.py" for m in faust_internals.RELIED_ON_BY[distribution])
+    assert installed == pinned, (
+        f"{distribution} {installed} is installed, the patches were written against {pinned}: re-read {modules} "
+        f"(each module's docstring lists the internals it uses) before moving the pin"
+    )
+
+
+def test_the_pinned_versions_are_those_the_project_installs() -> None:
+    constraints = dict(re.findall(r"(?m)^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "constraints.txt").read_text()))
+    setup = dict(re.findall(r"(?m)^\s+([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "setup.cfg").read_text()))
+    for distribution, pinned in faust_internals.PINNED_VERSIONS.items():
+        assert constraints.get(distribution) == pinned, f"constraints.txt pins {distribution} otherwise"
+        assert setup.get(distribution, pinned) == pinned, f"setup.cfg pins {distribution} otherwise"

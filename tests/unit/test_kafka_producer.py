@@ -18,7 +18,8 @@ from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError, Recor
 from faust.exceptions import ProducerSendError
 
 from airq_app.kafka import faust_internals
-from airq_app.kafka.faust_internals import RetryingProducerBuffer, _retriable, producer_problem
+from airq_app.kafka.faust_internals import producer as faust_producer
+from airq_app.kafka.faust_internals.producer import RetryingProducerBuffer, _retriable, producer_problem
 from airq_app.settings import load_settings
 
 pytestmark = pytest.mark.unit
@@ -61,7 +62,7 @@ def _message(channel: FlakyChannel, value: str) -> Any:
 
 
 def test_an_update_the_producer_cannot_take_is_retried_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faust_internals, "SEND_RETRY_FIRST_DELAY_S", 0.01)
+    monkeypatch.setattr(faust_producer, "SEND_RETRY_FIRST_DELAY_S", 0.01)
     channel = FlakyChannel(failures=3)
     seen: list[str | None] = []
 
@@ -129,7 +130,7 @@ def test_create_app_hands_faust_the_cluster_settings(tmp_path: Path) -> None:
     creds = app.conf.broker_credentials
     assert (creds.username, creds.mechanism.value, creds.protocol.value) == ("airq", "SCRAM-SHA-512", "SASL_SSL")
     producer = app.producer
-    assert isinstance(producer, faust_internals.Producer)
+    assert isinstance(producer, faust_producer.Producer)
     assert isinstance(producer.buffer, RetryingProducerBuffer)
     settings = {**producer._settings_default(), **producer._settings_auth(), **producer._settings_extra()}
     assert settings["acks"] == -1 and settings["enable_idempotence"] is True
