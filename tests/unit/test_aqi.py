@@ -127,6 +127,13 @@ def test_contract_example():
     assert us_aqi("pm25", 35.4, "µg/m³", "24h") == (100, "Moderate")
 
 
+def test_contracted_paths():
+    from airq_app import aqi
+
+    assert aqi.us_aqi("pm25", 35.4, "µg/m³", "24h") == (100, "Moderate")
+    assert aqi.us_aqi is us_aqi and aqi.nowcast is nowcast
+
+
 @pytest.mark.parametrize(
     "pollutant,conc,unit,averaging,expected",
     [

@@ -138,6 +138,13 @@ def test_the_issue_fact_55_ugm3_pm25():
     assert indices.sub_index("GB", "pm25", 55, UG, 24) == (7, "High")
 
 
+def test_contracted_path():
+    import airq_app.indices
+
+    assert airq_app.indices.sub_index("IN", "pm25", 55, UG, 24) == (92, "Satisfactory")
+    assert airq_app.indices.sub_index is indices.sub_index
+
+
 # Published worked examples and published values, one or more per index, from each index's own method document.
 WORKED = [
     # EPA TAD examples: 8-hour O3 0.078 ppm → 126, PM2.5 35.9 → 102, CO 8.4 ppm → 90.
