@@ -1,14 +1,12 @@
 """The sink itself: owning partitions, writing, finishing, blocking and giving partitions up.
 
-The protocol is described in the package docstring; file-level details in `files`, recovery in `recovery`.
+The protocol is described in the package docstring; file-level details in `files`, recovery in `recovery`,
+the partition locks in `locks`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -21,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from airq_app.sink import files
-from airq_app.sink.files import Abandoned, OpenFile
+from airq_app.sink.files import Abandoned, OpenFile, storage_kind, storage_reason
+from airq_app.sink.locks import PartitionLocks, peek_finished, unlock
 from airq_app.sink.ratelimit import RateLimitedLog
 from airq_app.sink.recovery import checkpoint_path, recover_partition
 
 log = logging.getLogger("airq.sink")
 
 RETRY_S = 2.0  # between retries while blocked
-LOCK_POLL_S = 0.2  # between tries of a partition lock another worker holds
 DISCARD_S = 2.0  # at most, to delete a dropped file when giving a partition up
 QUIET_S = 0.25  # a caught-up partition's file is finished once this long passes without a write
 
@@ -80,8 +78,7 @@ class JsonLinesSink:
         self.close_timeout_s = close_timeout_s
         self.partitions: dict[int, PartitionState] = {}
         self.blocked: str | None = None
-        # Partitions whose lock this worker waits for (another worker still holds it), and why.
-        self.waiting_for: dict[int, str] = {}
+        self.locks = PartitionLocks(self.state_dir)
         self.dropped_files = 0  # unfinished files given up with their partition, never acknowledged
         self.dropped_records = 0
         self.log_limiter = RateLimitedLog(log)
@@ -97,6 +94,12 @@ class JsonLinesSink:
         self._quiet_finishes: set[asyncio.Task[None]] = set()
 
     # -- ownership -------------------------------------------------------------------------------------
+
+    @property
+    def waiting_for(self) -> dict[int, str]:
+        """Partitions this worker waits for (another worker still holds the lock, or their output cannot be read
+        yet), and why."""
+        return self.locks.waiting_for
 
     def _lock(self, partition: int) -> asyncio.Lock:
         return self._locks.setdefault(partition, asyncio.Lock())
@@ -126,17 +129,17 @@ class JsonLinesSink:
             self._opening.add(partition)
             self._open_cancelled.discard(partition)
             try:
-                fd = await self._take_lock(partition, wait_s)
+                fd = await self.locks.take(partition, wait_s, lambda: partition in self._open_cancelled)
                 if fd is None:
                     log.info("airq: partition %d given up before its output was free; not taken", partition)
-                    return await asyncio.to_thread(self._peek_finished, partition)
+                    return await asyncio.to_thread(peek_finished, self.output_dir, self.state_dir, partition)
                 try:
                     finished = await self._recover(partition)
                 except BaseException:
-                    _unlock(fd)
+                    unlock(fd)
                     raise
                 if finished is None or partition in self._open_cancelled:
-                    _unlock(fd)
+                    unlock(fd)
                     log.info("airq: partition %d given up while it was being opened; not taken", partition)
                     return -1 if finished is None else finished
             finally:
@@ -148,43 +151,6 @@ class JsonLinesSink:
         finally:
             lock.release()
 
-    async def _take_lock(self, partition: int, wait_s: float | None) -> int | None:
-        """The locked descriptor of the partition's lock file; None if the partition is given up meanwhile."""
-        deadline = None if wait_s is None else time.monotonic() + wait_s
-        path = self.state_dir / f"partition-{partition:05d}.lock"
-        started = time.monotonic()
-        fd: int | None = None
-        try:
-            while True:
-                try:
-                    if fd is None:
-                        self.state_dir.mkdir(parents=True, exist_ok=True)
-                        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    if partition in self.waiting_for:
-                        log.info(
-                            "airq: partition %d output taken over after %.1f s", partition, time.monotonic() - started
-                        )
-                    return fd
-                except BlockingIOError:
-                    reason = "output still held by another worker"
-                except OSError as exc:
-                    reason = f"cannot open its lock file: {_storage_reason(exc)}"
-                if self.waiting_for.get(partition) != reason:
-                    log.warning("airq: partition %d: %s; waiting", partition, reason)
-                self.waiting_for[partition] = reason
-                if partition in self._open_cancelled:
-                    if fd is not None:
-                        os.close(fd)
-                    return None
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"partition {partition} output lock not released in {wait_s:.0f} s")
-                await asyncio.sleep(LOCK_POLL_S)
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            raise
-
     async def _recover(self, partition: int) -> int | None:
         """The partition's finished offset (see `recovery`); None if it is given up while storage errors last."""
         while True:
@@ -193,10 +159,7 @@ class JsonLinesSink:
                     recover_partition, self.output_dir, self.state_dir, partition
                 )
             except OSError as exc:
-                reason = f"cannot read the output directory: {_storage_reason(exc)}"
-                if self.waiting_for.get(partition) != reason:
-                    log.warning("airq: partition %d: %s; retrying", partition, reason)
-                self.waiting_for[partition] = reason
+                self.locks.note_wait(partition, f"cannot read the output directory: {storage_reason(exc)}", "retrying")
                 if partition in self._open_cancelled:
                     return None
                 await asyncio.sleep(RETRY_S)
@@ -204,13 +167,6 @@ class JsonLinesSink:
             for warning in warnings:
                 self.log_limiter.log(logging.WARNING, warning, "%s", warning)
             return finished
-
-    def _peek_finished(self, partition: int) -> int:
-        """The finished offset read without owning the partition (nothing deleted); -1 if unreadable."""
-        try:
-            return recover_partition(self.output_dir, self.state_dir, partition, delete_unfinished=False)[0]
-        except OSError:
-            return -1
 
     def finished_offset(self, partition: int) -> int:
         state = self.partitions.get(partition)
@@ -311,7 +267,7 @@ class JsonLinesSink:
             f.abandon()
         if self.partitions.get(state.partition) is state:
             del self.partitions[state.partition]
-        _unlock(state.lock_fd)
+        unlock(state.lock_fd)
         state.released.set()
         self._update_blocked()
 
@@ -538,7 +494,7 @@ class JsonLinesSink:
             return False
         except Exception as exc:
             if isinstance(exc, OSError):
-                kind, reason = _storage_kind(exc), _storage_reason(exc)
+                kind, reason = storage_kind(exc), storage_reason(exc)
             else:
                 kind, reason = "state not durable", f"state not durable: {exc!r}"[:300]
             state.blocked = reason
@@ -594,26 +550,3 @@ async def _acquire(lock: asyncio.Lock, deadline: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-_STORAGE_ERRORS = {
-    errno.ENOSPC: "disk full",
-    errno.EACCES: "permission denied",
-    errno.EROFS: "read-only file system",
-    errno.EDQUOT: "disk quota exceeded",
-}
-
-
-def _storage_kind(exc: OSError) -> str:
-    return _STORAGE_ERRORS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
-
-
-def _storage_reason(exc: OSError) -> str:
-    return f"{_storage_kind(exc)} ({exc.filename or 'output directory'})"

@@ -16,12 +16,14 @@ partition being written plus the detached files that wait to be finished. Rotati
 smaller at ordinary rates, and the copy is freed as soon as the file's fsync succeeds.
 
 The system calls go through the `os` module at call time, so that tests can inject storage faults there.
+`storage_kind` and `storage_reason` name their failures for logs and readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -174,3 +176,21 @@ def discard(f: OpenFile, close_fd: bool) -> bool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f.tmp_path)
         return True
+
+
+_STORAGE_ERRORS = {
+    errno.ENOSPC: "disk full",
+    errno.EACCES: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def storage_kind(exc: OSError) -> str:
+    """What kind of storage failure `exc` is: disk full, permission denied, ..."""
+    return _STORAGE_ERRORS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+
+
+def storage_reason(exc: OSError) -> str:
+    """The failure and the file it concerns, for logs and readiness."""
+    return f"{storage_kind(exc)} ({exc.filename or 'output directory'})"
