@@ -6,6 +6,9 @@ aiokafka, mode-streaming and rocksdict are those the patches were written agains
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib
+import inspect
 import re
 import threading
 import time
@@ -254,7 +257,7 @@ def test_the_installed_version_is_the_one_the_patches_were_written_against(distr
     modules = ", ".join(f"airq_app/kafka/faust_internals/{m}.py" for m in faust_internals.RELIED_ON_BY[distribution])
     assert installed == pinned, (
         f"{distribution} {installed} is installed, the patches were written against {pinned}: re-read {modules} "
-        f"(each module's docstring lists the internals it uses) before moving the pin"
+        f"(each module's docstring lists the internals it uses) and FINGERPRINTS in this test before moving the pin"
     )
 
 
@@ -264,3 +267,146 @@ def test_the_pinned_versions_are_those_the_project_installs() -> None:
     for distribution, pinned in faust_internals.PINNED_VERSIONS.items():
         assert constraints.get(distribution) == pinned, f"constraints.txt pins {distribution} otherwise"
         assert setup.get(distribution, pinned) == pinned, f"setup.cfg pins {distribution} otherwise"
+
+
+#: Every upstream object a patch overrides, copies or relies on, by module: its name, the fingerprint of its source
+#: at `PINNED_VERSIONS` (the first 16 hex digits of the SHA-256 of `inspect.getsource`), and the patch to re-read
+#: when it changes (`module:name`; a module without a dot is one of airq_app/kafka/faust_internals/).
+FINGERPRINTS: dict[str, list[tuple[str, str, str]]] = {
+    "faust.transport.consumer": [
+        ("Consumer._drain_messages", "44a2500309e83c63", "consumer:Consumer._drain_messages"),
+        ("ThreadDelegateConsumer._seek", "4f95c631420410a5", "consumer:Consumer._seek"),
+        ("Consumer._get_active_partitions", "b24897f3c7afdb5d", "consumer:resume_fetching"),
+        ("Consumer.on_buffer_full", "c8961679e0bcdce5", "consumer:resume_fetching"),
+        ("Consumer.on_buffer_drop", "4b57e8a418d5ad9c", "consumer:resume_fetching"),
+    ],
+    "mode.services": [
+        ("Service.wait_first", "feade6a31f8a6789", "consumer:hand_over"),
+    ],
+    "faust.transport.drivers.aiokafka": [
+        ("Consumer._new_consumer_thread", "0870ec53dea75083", "consumer:Consumer._new_consumer_thread"),
+        ("AIOKafkaConsumerThread.seek", "1498560d05f02582", "consumer:ConsumerThread.seek"),
+        ("AIOKafkaConsumerThread.on_thread_stop", "8dfc004e258b6c25", "consumer:ConsumerThread.on_thread_stop"),
+        ("AIOKafkaConsumerThread._commit", "932852ce7a23f658", "consumer:commit_offsets"),
+        ("AIOKafkaConsumerThread._ensure_consumer", "ff4a4c693b7ec63f", "consumer:commit_offsets"),
+        ("Producer._settings_extra", "a4c7bc41b6382223", "producer:Producer._settings_extra"),
+        ("Producer.on_start", "219c9a7a785d77b2", "producer:Producer.on_start"),
+        ("Producer.flush", "36d0cb3615f65b01", "producer:Producer.flush"),
+        ("Producer.on_stop", "86799c5ab7b662f7", "producer:Producer.on_stop"),
+        ("Producer.create_topic", "d2d406c4b9a44be7", "producer:Producer.create_topic"),
+    ],
+    "aiokafka.consumer.consumer": [
+        ("AIOKafkaConsumer.seek", "a9430f1f3b9ac419", "consumer:ConsumerThread.seek"),
+        ("AIOKafkaConsumer.stop", "bc5da9c98595299a", "consumer:ConsumerThread.on_thread_stop"),
+    ],
+    "aiokafka.consumer.fetcher": [
+        ("Fetcher.seek_to", "f0ba6aba6c22ef83", "consumer:ConsumerThread.seek"),
+    ],
+    "mode.threads": [
+        ("QueueServiceThread.call_thread", "479edda75b54734b", "consumer:commit_offsets"),
+    ],
+    "faust.transport.producer": [
+        ("ProducerBuffer.wait_until_ebb", "758dd5744044071b", "producer:set_producer_buffer_limit"),
+        ("ProducerBuffer._send_pending", "4a9d5f932b56bc68", "producer:RetryingProducerBuffer._send_pending"),
+        ("ProducerBuffer._handle_pending", "78d648030fd21016", "producer:RetryingProducerBuffer._send_pending"),
+        ("Producer.__init__", "5c53a4b47aa1372b", "producer:Producer.__init__"),
+    ],
+    "aiokafka.producer.message_accumulator": [
+        ("MessageAccumulator.__init__", "eb57f3c1d5c7657b", "producer:Producer.undelivered"),
+        ("MessageAccumulator._append_batch", "4762abfc42cbaa15", "producer:Producer.on_start"),
+        ("MessageAccumulator.drain_by_nodes", "fc995afbfc5718e2", "producer:Producer.on_start"),
+        ("MessageBatch.expired", "3b28f15f56f2acb1", "producer:Producer.on_start"),
+    ],
+    "aiokafka.producer.sender": [
+        ("Sender.sender_task", "2aa81bcdcedb2d20", "producer:Producer.abandon"),
+    ],
+    "aiokafka.producer.producer": [
+        ("AIOKafkaProducer.stop", "43ef97147111893b", "producer:Producer.abandon"),
+    ],
+    "faust.assignor.leader_assignor": [
+        ("LeaderAssignor", "c3f79f79c3ef88d6", "producer:leader_topic_name"),
+    ],
+    "faust.transport.base": [
+        ("Transport.create_consumer", "46cc2bf5ab14acfa", "airq_app.kafka.faust_internals:Transport"),
+        ("Transport.create_producer", "2de47ba78c944b4a", "airq_app.kafka.faust_internals:Transport"),
+    ],
+    "faust.app.base": [
+        ("App._new_transport", "42db531312dd776f", "airq_app.application:AirqApp._new_transport"),
+        ("App._on_partitions_revoked", "d5c895bbe57dc73a", "tables:ChangelogQueue"),
+    ],
+    "faust.tables.base": [
+        ("Collection._verify_source_topic_partitions", "6814da56b0d83f93", "storage:verify_writable"),
+        ("Collection.send_changelog", "3dd3884e1b5fc0e1", "storage:send_changelog_for"),
+        ("Collection.data", "ade4a02ddd5582cb", "storage:store_get"),
+    ],
+    "faust.stores.rocksdb": [
+        ("Store._db_for_partition", "cb7e67d5f9efc4bc", "storage:read_raw"),
+        ("Store.persisted_offset", "6f2e502fb86043a1", "storage:persisted_offset"),
+        ("Store.set_persisted_offset", "b4c811926678346e", "storage:StoreBatch"),
+        ("Store.apply_changelog_batch", "ea3344d369fc4ab5", "storage:StoreBatch"),
+        ("RocksDBOptions.open", "ff87e92d69e2f487", "storage:StoreBatch"),
+        ("RocksDBOptions.as_options", "d2a1bea17736d2eb", "storage:BoundedLogOptions.as_options"),
+        ("Store.__init__", "c7c0fa2989e8ab4a", "storage:BoundedLogStore.__init__"),
+    ],
+    "faust.tables.manager": [
+        ("TableManager.on_start", "365dd25fbc0e0684", "tables:TableManager.on_start"),
+        ("TableManager.changelog_queue", "9c7f4cac57ef1706", "tables:TableManager.changelog_queue"),
+    ],
+    "mode.utils.queues": [
+        ("ThrowableQueue.clear", "d18f09e451acf62e", "tables:ChangelogQueue.clear"),
+        ("FlowControlEvent.resume", "4dcdc1253fd0dcb4", "tables:ChangelogQueue"),
+        ("FlowControlEvent.clear", "dda5e40d80288a8f", "tables:ChangelogQueue"),
+    ],
+    "faust.tables.recovery": [
+        ("Recovery._restart_recovery", "6bd8a8558a2dffe4", "tables:ChangelogQueue"),
+    ],
+    "faust.sensors.monitor": [
+        ("Monitor.on_message_in", "b2a9a9045b2f456c", "monitor:QuietMonitor"),
+        ("Monitor.on_stream_event_in", "df6d2e5f6397ce44", "monitor:QuietMonitor"),
+        ("Monitor.on_stream_event_out", "2d2277a6dbda754c", "monitor:QuietMonitor"),
+        ("Monitor.on_message_out", "7c4054247cde96c3", "monitor:QuietMonitor"),
+    ],
+}
+
+
+def _upstream(module: str, name: str) -> Any:
+    """The function or class whose source is fingerprinted: a property's getter, a task's coroutine function."""
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = inspect.getattr_static(obj, part)
+    while not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        obj = next(getattr(obj, attribute) for attribute in ("fget", "__func__", "fun") if hasattr(obj, attribute))
+    return obj
+
+
+def _patch_file(ref: str) -> str:
+    """The file of a patch named `module:name` in `FINGERPRINTS`, once it is checked to be there."""
+    module_name, _, name = ref.partition(":")
+    if "." not in module_name:
+        module_name = f"airq_app.kafka.faust_internals.{module_name}"
+    module = obj = importlib.import_module(module_name)
+    for part in name.split("."):
+        assert hasattr(obj, part), f"FINGERPRINTS names {ref}, which is not there any more"
+        obj = getattr(obj, part)
+    return str(Path(inspect.getfile(module)).relative_to(ROOT))
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "recorded", "patch"),
+    [(module, *row) for module, rows in FINGERPRINTS.items() for row in rows],
+    ids=[f"{module}:{row[0]}" for module, rows in FINGERPRINTS.items() for row in rows],
+)
+def test_the_upstream_code_each_patch_relies_on_is_unchanged(module: str, name: str, recorded: str, patch: str) -> None:
+    reread = f"re-read {patch.partition(':')[2]} in {_patch_file(patch)} against the new code"
+    try:
+        current = fingerprint(_upstream(module, name))
+    except (ImportError, AttributeError, OSError, TypeError) as exc:
+        pytest.fail(f"{module}:{name} is not there any more ({exc!r}): {reread}")
+    assert current == recorded, (
+        f"{module}:{name} changed (fingerprint {current}, recorded {recorded}): {reread}, "
+        f"then record the new fingerprint in FINGERPRINTS"
+    )

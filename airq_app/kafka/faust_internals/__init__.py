@@ -8,7 +8,8 @@ module per thing patched; each module's docstring lists the internals it uses.
 - `monitor`: the monitor without per-message statistics.
 
 The code is written against `PINNED_VERSIONS`. `tests/unit/test_faust_internals.py` fails when another version is
-installed (it names the modules to re-read). The names the app uses are re-exported here: `faust_internals.X`.
+installed, and when the source of an upstream object a patch overrides, copies or relies on has changed (it names
+the patch to re-read). The names the app uses are re-exported here: `faust_internals.X`.
 """
 
 from __future__ import annotations

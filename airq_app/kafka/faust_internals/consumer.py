@@ -1,7 +1,7 @@
 """The consumer: its hand-over of messages to the streams, its seeks, its stop and its commits.
 
-Faust internals relied on (faust-streaming, aiokafka and mode-streaming at `PINNED_VERSIONS`, checked by
-`tests/unit/test_faust_internals.py`):
+Faust internals relied on (faust-streaming, aiokafka and mode-streaming at `PINNED_VERSIONS`; the fingerprints in
+`tests/unit/test_faust_internals.py` name each upstream object):
 
 - The consumer's hand-over of each fetched message to the streams (`Consumer._drain_messages`, Faust's loop with
   one change). Faust hands every message over with `await self.wait_first(callback(message),

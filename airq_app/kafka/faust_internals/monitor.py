@@ -1,7 +1,7 @@
 """The app's monitor, without Faust's bookkeeping per message and per event.
 
-Faust internals relied on (faust-streaming at `PINNED_VERSIONS`, checked by
-`tests/unit/test_faust_internals.py`):
+Faust internals relied on (faust-streaming at `PINNED_VERSIONS`; the fingerprints in
+`tests/unit/test_faust_internals.py` name each upstream object):
 
 - The sensor hooks `Monitor.on_message_in`, `on_stream_event_in`, `on_stream_event_out` and `on_message_out`,
   called for every message and event, whose statistics only Faust's web pages read.

@@ -1,7 +1,7 @@
 """The producer: idempotent, replicated topics, and a buffer of table updates that outlives a Kafka outage.
 
-Faust internals relied on (faust-streaming and aiokafka at `PINNED_VERSIONS`, checked by
-`tests/unit/test_faust_internals.py`):
+Faust internals relied on (faust-streaming and aiokafka at `PINNED_VERSIONS`; the fingerprints in
+`tests/unit/test_faust_internals.py` name each upstream object):
 
 - `ProducerBuffer.max_messages`: table writes queue changelog messages in this buffer; past `max_messages` the
   stream waits (`ProducerBuffer.wait_until_ebb`) while it drains one message at a time. Faust's 100 makes that wait

@@ -1,7 +1,7 @@
 """Table storage: reads and writes of a table's store outside Faust's per-key path, and a bounded RocksDB store.
 
-Faust internals relied on (faust-streaming and rocksdict at `PINNED_VERSIONS`, checked by
-`tests/unit/test_faust_internals.py`):
+Faust internals relied on (faust-streaming and rocksdict at `PINNED_VERSIONS`; the fingerprints in
+`tests/unit/test_faust_internals.py` name each upstream object):
 
 - `Collection._verify_source_topic_partitions`: raises `PartitionsMismatch` before a write, so the stream can check
   both tables before writing either.

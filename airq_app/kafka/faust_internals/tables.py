@@ -1,7 +1,7 @@
 """The table manager: no sleep at start, and a changelog queue that only a revocation empties.
 
-Faust internals relied on (faust-streaming and mode-streaming at `PINNED_VERSIONS`, checked by
-`tests/unit/test_faust_internals.py`):
+Faust internals relied on (faust-streaming and mode-streaming at `PINNED_VERSIONS`; the fingerprints in
+`tests/unit/test_faust_internals.py` name each upstream object):
 
 - `TableManager.on_start` (replaced: Faust's sleeps 1 s before `_update_channels` and `recovery.start`) and
   `TableManager.changelog_queue` (replaced: the queue is a `ChangelogQueue`), with its `_changelog_queue`.
