@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from airq_app import openaq
 from airq_app.backfill.progress import ProgressBar, ProgressFile
 from airq_app.backfill.sources import API_SHARE, DEFAULT_ARCHIVE_URL, ApiSource, ArchiveSource, SourceError
-from airq_app.domain.measurement import MEASUREMENT_FIELDS, Measurement
+from airq_app.domain import measurement
 from airq_app.domain.selection import Selection
 from airq_app.kafka import admin
 from airq_app.kafka.topics import TopicNames
@@ -72,8 +72,7 @@ class Outcome:
 
 def message(m: dict[str, Any]) -> tuple[bytes, bytes]:
     """(key, value) of a backfilled measurement: the poller's message plus `"backfill": true`."""
-    record = Measurement(**{k: m.get(k) for k in MEASUREMENT_FIELDS if k in m})
-    return str(m["location_id"]).encode(), orjson.dumps({**record.asdict(), "backfill": True})
+    return str(m["location_id"]).encode(), orjson.dumps({**measurement.message(m), "backfill": True})
 
 
 def api_client(settings: Settings) -> openaq.OpenAQClient:

@@ -2,52 +2,50 @@
 
 A message the stream cannot use raises `InvalidMessage` with a short reason (`category: detail`, the category
 being `empty_message`, `not_json`, `wrong_schema`, `bad_coordinates` or `bad_datetime`); the agent dead-letters it.
-Times are read by `airq_app.domain.timeutil`: an instant that cannot be represented in UTC is a `bad_datetime`.
-The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is False when absent.
+The fields and their types are the `Measurement` record's (`airq_app.domain.measurement`), turned once, at import,
+into the tables checked here: a plain dict per measurement is checked, no record is built (this is the stream's
+hot path). Times are read by `airq_app.domain.timeutil`: an instant that cannot be represented in UTC is a
+`bad_datetime`. The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is
+False when absent.
 """
 
 from __future__ import annotations
 
 import math
+import typing
+from types import UnionType
 from typing import Any
 
 import orjson
 
-# format_utc, normalise_utc and utc_seconds are used here and re-exported for the stream (`utc_seconds`).
-from airq_app.domain.timeutil import format_utc, normalise_utc, parse_utc, utc_seconds
+from airq_app.domain.measurement import FIELD_TYPES
+from airq_app.domain.timeutil import normalise_utc
 
 __all__ = [
     "OPTIONAL",
     "REQUIRED",
     "InvalidMessage",
-    "format_utc",
-    "normalise_utc",
     "check_measurement",
     "parse_measurement",
     "parse_message",
-    "parse_utc",
-    "utc_seconds",
 ]
 
-REQUIRED: dict[str, tuple[type, ...]] = {
-    "location_id": (int,),
-    "sensor_id": (int,),
-    "parameter": (str,),
-    "value": (int, float),
-    "unit": (str,),
-    "datetime_utc": (str,),
-}
-OPTIONAL: dict[str, tuple[type, ...]] = {
-    "parameter_id": (int,),
-    "datetime_local": (str,),
-    "location_name": (str,),
-    "country": (str,),
-    "latitude": (int, float),
-    "longitude": (int, float),
-    "timezone": (str,),
-    "provider": (str,),
-    "fetched_at": (str,),
-}
+
+def _field_checks(fields: dict[str, Any]) -> tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]]:
+    """(required, optional): each field's accepted JSON types, from the record's field types. A field whose type
+    admits None is optional; a float field takes an int too (JSON has one kind of number)."""
+    required: dict[str, tuple[type, ...]] = {}
+    optional: dict[str, tuple[type, ...]] = {}
+    for name, hint in fields.items():
+        union = typing.get_origin(hint) in (typing.Union, UnionType)
+        members = typing.get_args(hint) if union else (hint,)
+        accepted = tuple(t for t in members if t is not type(None))
+        table = optional if len(accepted) < len(members) else required
+        table[name] = (int, *accepted) if float in accepted else accepted
+    return required, optional
+
+
+REQUIRED, OPTIONAL = _field_checks(FIELD_TYPES)
 
 
 class InvalidMessage(ValueError):

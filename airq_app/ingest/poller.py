@@ -35,8 +35,7 @@ import orjson
 
 from airq_app import openaq
 from airq_app.atomic_file import write_atomic
-from airq_app.domain import timeutil
-from airq_app.domain.measurement import MEASUREMENT_FIELDS, Measurement
+from airq_app.domain import measurement, timeutil
 from airq_app.domain.selection import Selection
 from airq_app.ingest.gaps import Backlog, GivenUp, SensorProgress, hour_of, hour_text
 from airq_app.ingest.progress import GIVEN_UP_KEY
@@ -240,10 +239,8 @@ class Poller:
 
     async def queue(self, m: dict[str, Any]) -> None:
         """Queue one measurement in its location's message; `flush()` sends the messages."""
-        # The message holds the `Measurement` record's fields (its schema), as plain JSON without Faust's metadata.
-        record = Measurement(**{k: m[k] for k in MEASUREMENT_FIELDS if k in m})
         pending = self._pending.setdefault(m["location_id"], [])
-        pending.append(record.asdict())
+        pending.append(measurement.message(m))
         if len(pending) >= MAX_PER_MESSAGE:
             await self._send_location(m["location_id"])
 

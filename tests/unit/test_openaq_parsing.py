@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from airq_app import openaq
-from airq_app.domain.measurement import Measurement
+from airq_app.domain.measurement import MEASUREMENT_FIELDS, Measurement
 
 pytestmark = pytest.mark.unit
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "openaq"
 FETCHED = "2024-09-25T22:05:00Z"
-MEASUREMENT_FIELDS = list(Measurement._options.fields)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -133,7 +132,7 @@ def test_latest_payload_becomes_measurements(del_norte_index: dict[int, dict[str
     ms = [openaq.measurement_from_latest(i, del_norte_index, FETCHED) for i in items]
     assert all(m is not None for m in ms)
     by_sensor = {m["sensor_id"]: m for m in ms if m}
-    assert list(by_sensor[3916]) == MEASUREMENT_FIELDS
+    assert tuple(by_sensor[3916]) == MEASUREMENT_FIELDS
     assert by_sensor[3916] == {
         "location_id": 2178,
         "sensor_id": 3916,

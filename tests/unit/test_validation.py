@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from airq_app.domain import validation
+from airq_app.domain.measurement import MEASUREMENT_FIELDS
 from airq_app.domain.validation import InvalidMessage, parse_measurement
 from airq_dev.harness import measurement
 
@@ -14,6 +16,26 @@ def raw(**changes: object) -> bytes:
     m = measurement(1001, "2026-11-24T10:00:00Z")
     m.update(changes)
     return json.dumps({k: v for k, v in m.items() if v is not ...}).encode()
+
+
+def test_the_checked_fields_are_the_records() -> None:
+    assert (*validation.REQUIRED, *validation.OPTIONAL) == MEASUREMENT_FIELDS
+    assert validation.REQUIRED == {
+        "location_id": (int,),
+        "sensor_id": (int,),
+        "parameter": (str,),
+        "value": (int, float),
+        "unit": (str,),
+        "datetime_utc": (str,),
+    }
+    assert validation.OPTIONAL["latitude"] == (int, float) and validation.OPTIONAL["country"] == (str,)
+
+
+def test_field_types_become_checks() -> None:
+    fields = {"operator": str, "height": float | None, "floors": int | None, "weight": float}
+    required, optional = validation._field_checks(fields)
+    assert required == {"operator": (str,), "weight": (int, float)}
+    assert optional == {"height": (int, float), "floors": (int,)}
 
 
 def test_valid_message_is_normalised() -> None:
