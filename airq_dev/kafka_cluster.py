@@ -10,32 +10,40 @@ one machine so that tests can check it against real broker processes.
 The cluster's broker defaults are deliberately the weakest (`default.replication.factor=1`,
 `min.insync.replicas=1`): airq must ask for replication itself. State lives under `.kafka-cluster/` (one
 directory per node: `server.properties`, `data/`, `logs/`, `kafka.pid`). Stopping signals only processes whose
-command line is Java running kafka.Kafka with that node's configuration file.
+command line is Java running kafka.Kafka with that node's configuration file. How a node is run is in
+`kafka_node`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
-import os
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from airq_app.kafka.admin import quiet_aiokafka
 from airq_app.kafka.security import KafkaSecurity
+from airq_dev.kafka_node import (
+    ROOT,
+    BrokerError,
+    KafkaNode,
+    check_java,
+    fetch_jars,
+    format_all,
+    metadata_brokers,
+    port_open,
+    properties,
+    stop_nodes,
+    wait_until,
+)
 from airq_dev.kafka_pki import Pki, make_pki
-from airq_dev.local_kafka import KAFKA_DIR, ROOT, BrokerError, _port_open, check_java, fetch_jars, is_our_kafka
 
 STATE_DIR = ROOT / ".kafka-cluster"
 BROKER_PORTS = (29092, 29093, 29094)
@@ -56,27 +64,6 @@ COMMON = {
 }
 
 
-async def _metadata_brokers(bootstrap: str, kwargs: Mapping[str, Any], timeout: float) -> set[int]:
-    from aiokafka import AIOKafkaClient
-
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **kwargs)
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout)
-        return {broker.nodeId for broker in client.cluster.brokers()}
-    except Exception:
-        return set()
-    finally:
-        await client.close()
-
-
-def metadata_brokers(bootstrap: str, security: KafkaSecurity | None = None, timeout: float = 3.0) -> set[int]:
-    """Node ids of the live brokers that `bootstrap` reports (empty when it does not answer)."""
-    kwargs = (security or KafkaSecurity()).aiokafka_kwargs()
-    # Probing a broker that is still starting fails on purpose; those failures are not worth log lines.
-    with quiet_aiokafka():
-        return asyncio.run(_metadata_brokers(bootstrap, kwargs, timeout))
-
-
 def new_cluster_id() -> str:
     """A random KRaft cluster id (22 URL-safe base64 characters) that does not start with "-": the storage tool's
     argument parser would take such an id for an option (Kafka's own Uuid.randomUuid() avoids them too)."""
@@ -84,138 +71,6 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def _properties(values: Mapping[str, str]) -> str:
-    return "".join(f"{key}={value}\n" for key, value in values.items())
-
-
-@dataclass
-class KafkaNode:
-    """One kafka.Kafka process: its directory, configuration, pid file and (when started here) its Popen."""
-
-    node_id: int
-    directory: Path
-    port: int
-    controller_port: int
-    heap: str = HEAP
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def config_path(self) -> Path:
-        return self.directory / "server.properties"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.directory / "kafka.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.directory / "logs" / "server.log"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of this node's broker, only while that process runs this node's configuration."""
-        if self.process is not None and self.process.poll() is not None:
-            self.process = None
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if is_our_kafka(pid, self.config_path) else None
-
-    def write_config(self, values: Mapping[str, str]) -> None:
-        (self.directory / "logs").mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(_properties(values))
-        self.config_path.chmod(0o600)  # may hold SASL passwords
-
-    def format_storage(self, cluster_id: str, extra: Sequence[str] = ()) -> subprocess.Popen[str]:
-        """Start formatting this node's log directory (once; an already formatted one is kept)."""
-        java = shutil.which("java") or "java"
-        cmd = [java, "-Xmx128m", "-cp", f"{fetch_jars()}/*", "kafka.tools.StorageTool", "format"]
-        cmd += ["--ignore-formatted", "-t", cluster_id, "-c", str(self.config_path), *extra]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def launch(self) -> None:
-        if self.pid is not None:
-            return
-        if _port_open(self.port) or _port_open(self.controller_port):
-            raise BrokerError(
-                f"Port {self.port} or {self.controller_port} of Kafka node {self.node_id} is taken by another"
-                f" process: stop it or choose other ports"
-            )
-        java = shutil.which("java") or "java"
-        logs = self.directory / "logs"
-        cmd = [
-            java,
-            *self.heap.split(),
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={logs}",
-            f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}",
-            "-cp",
-            f"{fetch_jars()}/*",
-            "kafka.Kafka",
-            str(self.config_path),
-        ]
-        with open(logs / "kafka.out", "ab") as out:
-            self.process = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.pid_file.write_text(str(self.process.pid))
-
-    def signal(self, sig: signal.Signals) -> bool:
-        """Send `sig` to this node's broker if it runs; True when it was sent."""
-        pid = self.pid
-        if pid is None:
-            return False
-        os.kill(pid, sig)
-        return True
-
-    def wait_exit(self, timeout: float) -> bool:
-        """Wait until the broker has exited (and reap it when started here); True when it did."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None:
-                try:
-                    self.process.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    continue
-                self.process = None
-            if self.pid is None:
-                return True
-            time.sleep(0.2)
-        return self.pid is None
-
-    def exited_early(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
-
-def _format_all(nodes: Sequence[KafkaNode], cluster_id: str, extra: Sequence[str] = ()) -> None:
-    running = [(node, node.format_storage(cluster_id, extra)) for node in nodes]
-    for node, proc in running:
-        output, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise BrokerError(f"Formatting Kafka storage of node {node.node_id} failed:\n{output.strip()}")
-
-
-def _stop_nodes(nodes: Sequence[KafkaNode], wait_s: float) -> list[int]:
-    """SIGTERM every running node at once (a quorum that loses its members one by one stalls the last ones)."""
-    stopped = [node for node in nodes if node.signal(signal.SIGTERM)]
-    deadline = time.monotonic() + wait_s
-    for node in stopped:
-        if not node.wait_exit(max(0.5, deadline - time.monotonic())):
-            node.signal(signal.SIGKILL)
-            node.wait_exit(10)
-    for node in nodes:
-        if node.pid is None:
-            node.pid_file.unlink(missing_ok=True)
-    return [node.node_id for node in stopped]
 
 
 class Cluster:
@@ -293,8 +148,8 @@ class Cluster:
         fetch_jars()
         to_start = [node for node in self.nodes if node.pid is None]
         for node in to_start:
-            node.write_config(self.node_config(node))
-        _format_all(to_start, self._cluster_id())
+            node.write_config(properties(self.node_config(node)))
+        format_all(to_start, self._cluster_id())
         try:
             for node in to_start:
                 node.launch()
@@ -309,21 +164,17 @@ class Cluster:
         wanted = [self.node(i) for i in node_ids] if node_ids else self.nodes
         expected = {node.node_id for node in self.nodes}
         deadline = time.monotonic() + wait_s
-        pending = list(wanted)
-        while pending:
-            for node in [n for n in wanted if n.exited_early()]:
-                raise BrokerError(f"Kafka node {node.node_id} exited; see {node.log_file}")
-            node = pending[0]
-            if _port_open(node.port) and metadata_brokers(node.bootstrap) >= expected:
-                pending.pop(0)
-                continue
-            if time.monotonic() > deadline:
+
+        def sees_all(node: KafkaNode) -> bool:
+            return port_open(node.port) and metadata_brokers(node.bootstrap) >= expected
+
+        for node in wanted:
+            if not wait_until(wanted, partial(sees_all, node), deadline):
                 raise BrokerError(f"Kafka node {node.node_id} was not ready within {wait_s:.0f} s; see {node.log_file}")
-            time.sleep(0.5)
 
     def stop(self, wait_s: float = 60.0) -> list[int]:
         """Stop every node this cluster's directory started (SIGTERM, then SIGKILL); the ids that were running."""
-        return _stop_nodes(self.nodes, wait_s)
+        return stop_nodes(self.nodes, wait_s)
 
     def kill(self, node_id: int) -> int:
         """SIGKILL one node, as a crash would; return the pid that was killed."""
@@ -337,7 +188,7 @@ class Cluster:
     def restart(self, node_id: int, wait_s: float = 90.0) -> None:
         """Stop one node if it runs, start it again and wait until it is back in the metadata."""
         node = self.node(node_id)
-        _stop_nodes([node], 60.0)
+        stop_nodes([node], 60.0)
         node.launch()
         self.wait_ready(wait_s, [node_id])
 
@@ -374,7 +225,9 @@ class SecureBroker:
         self.ssl_port = ssl_port
         self.plaintext_port = plaintext_port
         self.username = username
-        self.node = KafkaNode(1, self.state_dir / "node", sasl_ssl_port, controller_port, heap)
+        self.node = KafkaNode(
+            1, self.state_dir / "node", sasl_ssl_port, controller_port, heap, label="The secured Kafka broker"
+        )
         self._secrets = self._load_secrets()
         self.pki: Pki | None = None
 
@@ -484,26 +337,25 @@ class SecureBroker:
         fetch_jars()
         self.pki = make_pki(self.state_dir / "tls", self._secrets["store"])
         if self.node.pid is None:
-            self.node.write_config(self.config(self.pki))
+            self.node.write_config(properties(self.config(self.pki)))
             scram = []
             for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
                 scram += ["--add-scram", f"{mechanism}=[name={self.username},password={self.password}]"]
             scram += ["--add-scram", f"SCRAM-SHA-512=[name=admin,password={self._secrets['admin']}]"]
-            _format_all([self.node], new_cluster_id(), scram)
+            format_all([self.node], new_cluster_id(), scram)
             self.node.launch()
         security = self.security()
-        deadline = time.monotonic() + wait_s
-        while not (_port_open(self.node.port) and metadata_brokers(self.bootstrap, security)):
-            if self.node.exited_early():
-                raise BrokerError(f"The secured Kafka broker exited; see {self.node.log_file}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BrokerError(f"The secured Kafka broker was not ready within {wait_s:.0f} s")
-            time.sleep(0.5)
+
+        def ready() -> bool:
+            return port_open(self.node.port) and bool(metadata_brokers(self.bootstrap, security))
+
+        if not wait_until([self.node], ready, time.monotonic() + wait_s):
+            self.stop()
+            raise BrokerError(f"The secured Kafka broker was not ready within {wait_s:.0f} s")
         return self.bootstrap
 
     def stop(self, wait_s: float = 30.0) -> bool:
-        return bool(_stop_nodes([self.node], wait_s))
+        return bool(stop_nodes([self.node], wait_s))
 
 
 def main(argv: list[str] | None = None) -> int:

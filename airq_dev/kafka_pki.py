@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from airq_dev.local_kafka import BrokerError
+from airq_dev.kafka_node import BrokerError
 
 DAYS = "825"
 

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from airq_app.kafka.security import replication_plan
 from airq_dev.harness import free_port
 from airq_dev.kafka_cluster import Cluster
-from airq_dev.local_kafka import BrokerError, is_our_kafka
+from airq_dev.kafka_node import BrokerError, is_our_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

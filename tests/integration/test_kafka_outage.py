@@ -20,7 +20,7 @@ import pytest
 
 from airq_dev.harness import Pipeline, encode, finished_records, free_port, measurement, produce, wait_for
 from airq_dev.kafka_cluster import Cluster
-from airq_dev.local_kafka import BrokerError
+from airq_dev.kafka_node import BrokerError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

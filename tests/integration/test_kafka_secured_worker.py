@@ -34,8 +34,8 @@ from airq_dev.harness import (
     wait_for,
 )
 from airq_dev.kafka_cluster import SecureBroker
+from airq_dev.kafka_node import BrokerError
 from airq_dev.kafka_pki import make_ca
-from airq_dev.local_kafka import BrokerError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
