@@ -79,6 +79,12 @@ class WorldConfig:
     # Networks that upload in batches: this share of sensors (chosen from the seed) posts every 2, 3 or 4 hours, so
     # their /latest jumps that many hours at once and the hours between appear only in /sensors/{id}/hours.
     batch_fraction: float = 0.0
+    # Data-quality faults real networks show (see `quality`), chosen from the seed, one episode per 72-hour cycle:
+    stuck_rate: float = 0.0  # share of sensors that repeat one value for stuck_hours hours, then recover
+    stuck_hours: int = 8  # 2 to 48
+    spike_rate: float = 0.0  # share of sensor-hours that jump to a spike for one hour (at most 0.25)
+    pm25_gt_pm10_rate: float = 0.0  # share of locations with PM2.5 and PM10 whose PM2.5 exceeds PM10 for some hours
+    flag_rate: float = 0.0  # share of locations with flagged periods (/v3/locations/{id}/flags, /v3/sensors/{id}/flags)
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
@@ -95,14 +101,12 @@ class WorldConfig:
         if unknown:
             raise ValueError(f"unknown or fixed world option(s): {', '.join(sorted(unknown))}")
         values = {name: RUNTIME_OPTIONS[name](value) for name, value in changes.items()}
-        if not 0.0 <= values.get("revision_rate", 0.0) <= 1.0:
-            raise ValueError("revision_rate must be within [0, 1]")
-        if values.get("revision_delay_s", 0.0) < 0:
-            raise ValueError("revision_delay_s must not be negative")
-        if not 0.0 <= values.get("batch_fraction", 0.0) <= 1.0:
-            raise ValueError("batch_fraction must be within [0, 1]")
-        if values.get("archive_lag_hours", 0) < 0:
-            raise ValueError("archive_lag_hours must not be negative")
+        for name, value in values.items():
+            lo, hi = OPTION_RANGES.get(name, (0, None))
+            if hi is None and value < lo:
+                raise ValueError(f"{name} must not be negative")
+            if hi is not None and not lo <= value <= hi:
+                raise ValueError(f"{name} must be within [{lo:g}, {hi:g}]")
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -113,4 +117,20 @@ RUNTIME_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "revision_delay_s": float,
     "archive_lag_hours": int,
     "batch_fraction": float,
+    "stuck_rate": float,
+    "stuck_hours": int,
+    "spike_rate": float,
+    "pm25_gt_pm10_rate": float,
+    "flag_rate": float,
+}
+
+# (lowest, highest) of runtime options; those not listed must not be negative.
+OPTION_RANGES: dict[str, tuple[float, float | None]] = {
+    "revision_rate": (0, 1),
+    "batch_fraction": (0, 1),
+    "stuck_rate": (0, 1),
+    "stuck_hours": (2, 48),
+    "spike_rate": (0, 0.25),  # a spike needs normal neighbours: at most one hour in four
+    "pm25_gt_pm10_rate": (0, 1),
+    "flag_rate": (0, 1),
 }

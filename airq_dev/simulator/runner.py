@@ -96,8 +96,14 @@ class SimulatorThread:
         self.sim.advance(hours)
 
     def set_world(self, **changes: Any) -> dict[str, Any]:
-        """`revision_rate`, `revision_delay_s`, `archive_lag_hours`, `batch_fraction` (as `POST /_sim/world`)."""
+        """Any of `config.RUNTIME_OPTIONS`, e.g. `revision_rate` or `spike_rate` (as `POST /_sim/world`)."""
         return self.sim.set_world(**changes)
+
+    def quality(
+        self, start: str | None = None, end: str | None = None, location_ids: list[int] | None = None
+    ) -> dict[str, Any]:
+        """The data-quality faults whose hours fall in [start, end] (UTC ISO; as `GET /_sim/quality`)."""
+        return self.sim.quality_report(start, end, location_ids)
 
     def archive(self) -> dict[str, Any]:
         """Archive files served and 404s (as `GET /_sim/archive`)."""
@@ -164,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--archive-lag-hours", type=int, default=0, help="hours the archive is behind the API")
     p.add_argument("--batch-fraction", type=float, default=0.0, help="share of sensors uploading every 2-4 hours, 0-1")
+    p.add_argument("--stuck-rate", type=float, default=0.0, help="share of sensors repeating one value for hours, 0-1")
+    p.add_argument("--stuck-hours", type=int, default=8, help="length of a stuck run, 2-48 hours")
+    p.add_argument("--spike-rate", type=float, default=0.0, help="share of sensor-hours that spike, 0-0.25")
+    p.add_argument(
+        "--pm25-gt-pm10-rate", type=float, default=0.0, help="share of locations whose PM2.5 exceeds PM10 at times, 0-1"
+    )
+    p.add_argument("--flag-rate", type=float, default=0.0, help="share of locations with flagged periods, 0-1")
     p.add_argument("--faults", default=None, help='JSON object or name=value,... (e.g. "error_rate=0.1")')
     for name in ("error", "timeout", "slow", "malformed", "sentinel", "negative", "stale", "repeat", "duplicate"):
         p.add_argument(f"--{name}-rate", type=float, default=None, dest=f"{name}_rate")
@@ -199,6 +212,11 @@ def config_from_args(ns: argparse.Namespace) -> WorldConfig:
         revision_delay_s=ns.revision_delay_s,
         archive_lag_hours=ns.archive_lag_hours,
         batch_fraction=ns.batch_fraction,
+        stuck_rate=ns.stuck_rate,
+        stuck_hours=ns.stuck_hours,
+        spike_rate=ns.spike_rate,
+        pm25_gt_pm10_rate=ns.pm25_gt_pm10_rate,
+        flag_rate=ns.flag_rate,
         faults=faults,
     )
 

@@ -11,6 +11,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -154,6 +155,25 @@ class Simulator:
             self.config.update(**changes)
             return {name: getattr(self.config, name) for name in RUNTIME_OPTIONS}
 
+    def quality_report(
+        self, start: str | None = None, end: str | None = None, location_ids: list[int] | None = None
+    ) -> dict[str, Any]:
+        """The data-quality faults (`quality`) whose hours, as period ends, fall in [start, end] (UTC ISO datetimes;
+        by default the 72 hours up to the world clock's hour, at most 31 days), for the locations asked or all."""
+        world = self.world
+        hi = world.now_hour() if end is None else math.floor(_epoch(end) / HOUR)
+        lo = hi - 71 if start is None else math.ceil(_epoch(start) / HOUR)
+        if hi < lo or hi - lo >= 31 * 24:
+            raise ValueError("the window must run forwards and span at most 31 days")
+        if location_ids is None:
+            locations = world.locations
+        else:
+            unknown = [i for i in location_ids if i not in world.by_location]
+            if unknown:
+                raise ValueError(f"unknown location id(s): {', '.join(map(str, unknown))}")
+            locations = [world.by_location[i] for i in location_ids]
+        return world.quality.report(lo, hi, locations)
+
     def advance(self, hours: float) -> None:
         self.config.time_offset_s += hours * HOUR
 
@@ -208,6 +228,12 @@ class Simulator:
 
     def chance(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds of an ISO datetime; UTC when it has no offset."""
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
 
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("simulator", Simulator)

@@ -13,13 +13,16 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from airq_app.domain.units import MOLAR_VOLUME_L, MOLECULAR_WEIGHT
 from airq_app.openaq.catalogue import PARAMETERS, Parameter
 from airq_dev.simulator.config import HOUR, WorldConfig
 from airq_dev.simulator.regions import GAS_LEVEL_PPB, H2016, H2025, LOWCOST_PROVIDERS, PROFILES, REGIONS
+
+if TYPE_CHECKING:
+    from airq_dev.simulator.quality import Quality
 
 
 def uniform(seed: int, *parts: object) -> float:
@@ -50,6 +53,12 @@ def dt_object(hour: int, tz: str) -> dict[str, str]:
 
 def utc_str(hour: int) -> str:
     return hour_to_dt(hour).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dt_object_ts(ts: float, tz: str) -> dict[str, str]:
+    """The API's datetime object for any instant (flag periods start and end between hours)."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    return {"utc": dt.strftime("%Y-%m-%dT%H:%M:%SZ"), "local": dt.astimezone(zone(tz)).isoformat()}
 
 
 def generation_factor(parameter: Parameter) -> float:
@@ -116,6 +125,9 @@ class World:
                 self.by_parameter.setdefault(s.parameter.id, []).append(s)
         # world-clock time a revised (sensor id, hour) was first served; only revised sensor-hours are kept
         self.first_served: dict[tuple[int, int], float] = {}
+        from airq_dev.simulator.quality import Quality  # it builds on this module's value functions
+
+        self.quality: Quality = Quality(self)
 
     # -- building --------------------------------------------------------------------------------------------------
 
@@ -266,8 +278,9 @@ class World:
         return sig3(max(level * sensor.unit_factor, 0.0))
 
     def published_value(self, sensor: Sensor, hour: int) -> float:
-        """The value first published for (sensor, hour), including -999 and negative faults (deterministic too)."""
-        value = self.clean_value(sensor, hour)
+        """The value first published for (sensor, hour): with the data-quality faults of `quality`, then the -999 and
+        negative faults (all deterministic too)."""
+        value = self.quality.value(sensor, hour) if self.quality.enabled else self.clean_value(sensor, hour)
         faults = self.config.faults
         if faults.sentinel_rate and uniform(self.seed, sensor.id, "sentinel", hour) < faults.sentinel_rate:
             return -999.0
@@ -367,7 +380,7 @@ class World:
             summary = {k: value for k in ("min", "q02", "q25", "median", "q75", "q98", "max", "avg")} | {"sd": None}
         return {
             "value": value,
-            "flagInfo": {"hasFlags": value <= -999},
+            "flagInfo": {"hasFlags": value <= -999 or self.quality.has_flags(sensor, hour)},
             "parameter": self.parameter_json(sensor.parameter, display=False),
             "period": {"label": label, "interval": "01:00:00", "datetimeFrom": start, "datetimeTo": end},
             "coordinates": None,
