@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from airq_dev.simulator.config import HOUR
+from airq_dev.simulator.config import HOUR, RUNTIME_OPTIONS
 from airq_dev.simulator.responses import json_response
 from airq_dev.simulator.state import SIM_KEY
 from airq_dev.simulator.world import utc_str
@@ -82,8 +82,8 @@ async def control_clock(request: web.Request) -> web.Response:
 
 
 async def control_world(request: web.Request) -> web.Response:
-    """GET: the world's shape and options. POST `{"revision_rate", "revision_delay_s", "archive_lag_hours",
-    "batch_fraction"}` (any of them) changes those options."""
+    """GET: the world's shape and options. POST any of the runtime options (`config.RUNTIME_OPTIONS`: revisions,
+    archive lag, batch uploads, data-quality faults) changes them."""
     sim = request.app[SIM_KEY]
     world = sim.world
     if request.method == "POST":
@@ -100,12 +100,23 @@ async def control_world(request: web.Request) -> web.Response:
             "rate_limit_per_minute": sim.config.rate_limit_per_minute,
             "rate_limit_per_hour": sim.config.rate_limit_per_hour,
             "minute_seconds": sim.config.minute_seconds,
-            "revision_rate": sim.config.revision_rate,
-            "revision_delay_s": sim.config.revision_delay_s,
-            "archive_lag_hours": sim.config.archive_lag_hours,
-            "batch_fraction": sim.config.batch_fraction,
         }
+        | {name: getattr(sim.config, name) for name in RUNTIME_OPTIONS}
     )
+
+
+async def control_quality(request: web.Request) -> web.Response:
+    """The data-quality faults injected, so a test can compute the expected flags of every served hour:
+    `?from=&to=` (UTC ISO; hour ends within, default the last 72 hours, at most 31 days), `?location_id=1,2`.
+    `{"from", "to", "cycle_hours", "options", "stuck_sensors", "stuck": [{"sensor_id", "location_id", "first",
+    "last", "hours", "value"}], "spikes": [{"sensor_id", "location_id", "datetime", "value"}],
+    "pm25_gt_pm10_locations", "pm25_gt_pm10": [{"location_id", "pm25_sensor_id", "pm10_sensor_id", "datetime",
+    "pm25", "pm10"}], "flagged_locations", "flags": [{"location_id", "sensor_ids", "location_wide", "flag_type",
+    "invalidates", "datetime_from", "datetime_to", "note", "hours"}]}`. Values are before the -999 and negative
+    faults and revisions; a flag's `hours` are the period ends whose rows carry `flagInfo.hasFlags`."""
+    q = request.query
+    ids = [int(v) for v in q["location_id"].split(",") if v.strip()] if q.get("location_id") else None
+    return json_response(request.app[SIM_KEY].quality_report(q.get("from"), q.get("to"), ids))
 
 
 async def control_values(request: web.Request) -> web.Response:

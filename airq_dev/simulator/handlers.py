@@ -1,5 +1,5 @@
 """The `/v3` endpoints: query parsing with the real server's 422 bodies, then locations, parameters, sensors, latest
-values and hourly series built from the world.
+values, hourly series and flagged periods built from the world.
 
 Each handler that returns measurements puts them in `request[SERVED_KEY]`, and the middleware records them once the
 response is known to go out whole.
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from airq_app.openaq.catalogue import PARAMETERS, Parameter
 from airq_dev.simulator.config import HOUR
+from airq_dev.simulator.quality import Flag
 from airq_dev.simulator.responses import META_BASE, ApiError, QueryError, json_response
 from airq_dev.simulator.state import SERVED_KEY, SIM_KEY
 from airq_dev.simulator.world import Location, Sensor, World, hour_to_dt, zone
@@ -289,3 +290,53 @@ async def sensor_hours(request: web.Request) -> web.Response:
 
 async def sensor_measurements(request: web.Request) -> web.Response:
     return _series(request, "raw")
+
+
+# -- flags ---------------------------------------------------------------------------------------------------------
+
+
+def _positive_path_int(request: web.Request, name: str) -> int:
+    """A path id the real server checks with `ge=1`."""
+    value = _path_int(request, name)
+    if value < 1:
+        raise QueryError(name, "Input should be greater than or equal to 1", request.match_info[name], where="path")
+    return value
+
+
+def _flag_window(request: web.Request) -> tuple[float | None, float | None]:
+    """`datetime_from` and `datetime_to` as epoch seconds; without an offset they are UTC (the real server hands them
+    to the database as they are)."""
+    q = request.query
+    lo = _parse_when(q["datetime_from"], "datetime_from", "UTC") if q.get("datetime_from") else None
+    hi = _parse_when(q["datetime_to"], "datetime_to", "UTC") if q.get("datetime_to") else None
+    if lo is not None and hi is not None and hi <= lo:
+        msg = f"Date/time from must be older than the date/time to. User passed {lo} - {hi}"
+        raise QueryError("datetime_to", msg, q["datetime_to"])
+    return (None if lo is None else lo.timestamp()), (None if hi is None else hi.timestamp())
+
+
+def _flags_response(request: web.Request, flags: list[Flag]) -> web.Response:
+    """Oldest first, `found` the count of all matching flags. The real server's query has no LIMIT: it returns
+    every flag whatever the page, which only shows when there are more than `limit`."""
+    limit, page = _paging(request)
+    chunk = flags[(page - 1) * limit : page * limit]
+    return _envelope([f.api_json() for f in chunk], page, limit, len(flags))
+
+
+async def location_flags(request: web.Request) -> web.Response:
+    """`/v3/locations/{id}/flags`: the location's flagged periods overlapping the window, for the whole station
+    (`sensorIds` empty) or for named sensors. An unknown location has none (the real server does not look it up)."""
+    world = request.app[SIM_KEY].world
+    loc = world.by_location.get(_positive_path_int(request, "location_id"))
+    lo, hi = _flag_window(request)
+    return _flags_response(request, [] if loc is None else world.quality.flags(loc, lo, hi))
+
+
+async def sensor_flags(request: web.Request) -> web.Response:
+    """`/v3/sensors/{id}/flags`: the flagged periods naming this sensor. Station-wide flags are not among them, as on
+    the real server, whose query matches only flags that list sensors."""
+    world = request.app[SIM_KEY].world
+    sensor = world.sensors.get(_positive_path_int(request, "sensor_id"))
+    lo, hi = _flag_window(request)
+    flags = [] if sensor is None else world.quality.flags(sensor.location, lo, hi)
+    return _flags_response(request, [f for f in flags if sensor is not None and sensor.id in f.sensor_ids])

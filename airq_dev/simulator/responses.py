@@ -28,10 +28,10 @@ class ApiError(Exception):
 
 
 class QueryError(ApiError):
-    """A 422 with a pydantic-style body."""
+    """A 422 with a pydantic-style body, for a query parameter or (`where="path"`) a path parameter."""
 
-    def __init__(self, name: str, msg: str, value: Any = None) -> None:
-        super().__init__(422, {"detail": [{"type": "value_error", "loc": ["query", name], "msg": msg, "input": value}]})
+    def __init__(self, name: str, msg: str, value: Any = None, *, where: str = "query") -> None:
+        super().__init__(422, {"detail": [{"type": "value_error", "loc": [where, name], "msg": msg, "input": value}]})
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -612,3 +612,124 @@ def test_archive_lag_and_faults() -> None:
             gzip.decompress(cut.content)
         assert len(_archive_rows(s, 2178, date(2025, 5, 31))) == 24 * 8
         assert s.archive()["files"] == [{"location_id": 2178, "day": "2025-05-31", "requests": 2, "rows": 192}]
+
+
+# -- data-quality faults -------------------------------------------------------------------------------------------
+
+QUALITY_NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()
+QUALITY_WORLD = {"locations": 30, "seed": 11, "inactive_fraction": 0}
+QUALITY_FAULTS = {"stuck_rate": 0.4, "spike_rate": 0.1, "pm25_gt_pm10_rate": 1.0, "flag_rate": 1.0}
+FLAG_KEYS = ["locationId", "flagType", "datetimeFrom", "datetimeTo", "sensorIds", "note"]
+
+
+@pytest.fixture(scope="module")
+def quality_sim() -> Iterator[SimulatorThread]:
+    with running_simulator(clock=lambda: QUALITY_NOW, **QUALITY_WORLD, **QUALITY_FAULTS) as s:
+        yield s
+
+
+def _quality(s: SimulatorThread, **params: Any) -> dict[str, Any]:
+    r = requests.get(s.url + "/_sim/quality", params=params, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_flags_endpoints_answer_with_the_real_shape_and_errors(quality_sim: SimulatorThread) -> None:
+    s = quality_sim
+    window = {"datetime_from": "2025-05-25T00:00:00Z", "datetime_to": "2025-06-01T12:00:00Z"}
+    body = get(s, "/v3/locations/2178/flags", **window).json()
+    results = body["results"]
+    assert body["meta"] == {"name": "openaq-api", "website": "/", "page": 1, "limit": 100, "found": len(results)}
+    assert len(results) >= 2
+    for flag in results:
+        assert list(flag) == FLAG_KEYS and flag["locationId"] == 2178
+        assert set(flag["flagType"]) == {"id", "label", "level"}
+        assert flag["flagType"]["level"] in ("INFO", "WARNING", "ERROR")
+        assert set(flag["datetimeFrom"]) == set(flag["datetimeTo"]) == {"utc", "local"}
+        assert flag["datetimeFrom"]["utc"] < flag["datetimeTo"]["utc"]
+        assert flag["datetimeTo"]["local"].endswith("-06:00")  # America/Denver in summer
+    # the same periods /_sim/quality reports (it also gives station-wide flags their sensors)
+    truth = _quality(s, location_id=2178, **{"from": "2025-05-25T01:00:00Z", "to": "2025-06-01T12:00:00Z"})["flags"]
+    assert [(f["datetimeFrom"]["utc"], f["datetimeTo"]["utc"], f["flagType"], f["sensorIds"]) for f in results] == [
+        (t["datetime_from"], t["datetime_to"], t["flag_type"], [] if t["location_wide"] else t["sensor_ids"])
+        for t in truth
+    ]
+    named = next(f for f in results if f["sensorIds"])
+    sensor_flags = get(s, f"/v3/sensors/{named['sensorIds'][0]}/flags", **window).json()["results"]
+    assert named in sensor_flags and all(f["sensorIds"] == named["sensorIds"] for f in sensor_flags)
+    paged = get(s, "/v3/locations/2178/flags", limit=1, page=2, **window).json()
+    assert paged["results"] == results[1:2] and paged["meta"]["found"] == len(results)
+    # the real server does not look the location up: an unknown one has no flags
+    assert get(s, "/v3/locations/1/flags").json() == {"meta": {**body["meta"], "found": 0}, "results": []}
+    zero = get(s, "/v3/locations/0/flags")
+    assert zero.status_code == 422 and zero.json()["detail"][0]["loc"] == ["path", "location_id"]
+    assert get(s, "/v3/sensors/abc/flags").status_code == 422
+    backwards = get(s, "/v3/sensors/3920/flags", datetime_from="2025-06-01", datetime_to="2025-05-01")
+    assert backwards.status_code == 422 and backwards.json()["detail"][0]["loc"] == ["query", "datetime_to"]
+    assert get(s, "/v3/locations/2178/flags", headers=None).status_code == 401
+
+
+def test_flags_requests_count_against_the_rate_limit() -> None:
+    with running_simulator(locations=5, rate_limit_per_minute=2, flag_rate=1.0) as s:
+        first = get(s, "/v3/locations/2178/flags")
+        assert first.status_code == 200 and first.headers["x-ratelimit-used"] == "1"
+        assert get(s, "/v3/sensors/3920/flags").headers["x-ratelimit-remaining"] == "0"
+        limited = get(s, "/v3/locations/2178/flags")
+        assert limited.status_code == 429 and limited.json() == {"detail": "Too many requests"}
+        assert s.stats()["requests_by_kind"] == {"location_flags": 2, "sensor_flags": 1}
+
+
+def test_latest_measurements_and_archive_agree_with_sim_quality(quality_sim: SimulatorThread) -> None:
+    s = quality_sim
+    start, end = "2025-05-30T13:00:00Z", "2025-06-01T12:00:00Z"
+    truth = _quality(s, **{"from": start, "to": end})
+    assert truth == s.quality(start, end) and truth["options"] == {**QUALITY_FAULTS, "stuck_hours": 8}
+    clean = World(WorldConfig(**QUALITY_WORLD))  # the same world without the faults
+    expected = {(r["sensor_id"], h): r["value"] for r in truth["stuck"] for h in r["hours"]}
+    expected |= {(r["sensor_id"], r["datetime"]): r["value"] for r in truth["spikes"]}
+    expected |= {(r["pm25_sensor_id"], r["datetime"]): r["pm25"] for r in truth["pm25_gt_pm10"]}
+    flagged = {(sid, h) for f in truth["flags"] for sid in f["sensor_ids"] for h in f["hours"]}
+
+    def value(sensor_id: int, utc: str) -> float:
+        hour = int(datetime.fromisoformat(utc).timestamp()) // HOUR
+        return expected.get((sensor_id, utc), clean.clean_value(clean.sensors[sensor_id], hour))
+
+    served: dict[tuple[int, str], float] = {}
+    for sensor_id in clean.sensors:
+        rows = get(s, f"/v3/sensors/{sensor_id}/measurements", datetime_from="2025-05-30T12:00:00Z", datetime_to=end)
+        for row in rows.json()["results"]:
+            utc = row["period"]["datetimeTo"]["utc"]
+            served[(sensor_id, utc)] = row["value"]
+            assert row["value"] == value(sensor_id, utc), (sensor_id, utc)
+            assert row["flagInfo"]["hasFlags"] == ((sensor_id, utc) in flagged), (sensor_id, utc)
+    assert len(served) > 48 * 60
+    # every kind of fault was served, and PM2.5 is above PM10 wherever the report says so
+    assert {k for k in expected if k in served} >= {(r["sensor_id"], r["datetime"]) for r in truth["spikes"]}
+    assert any((r["sensor_id"], r["first"]) in served for r in truth["stuck"]) and flagged & served.keys()
+    for r in truth["pm25_gt_pm10"]:
+        assert served[(r["pm25_sensor_id"], r["datetime"])] > served[(r["pm10_sensor_id"], r["datetime"])]
+    for loc in clean.locations:
+        for item in get(s, f"/v3/locations/{loc.id}/latest").json()["results"]:
+            key = (item["sensorsId"], item["datetime"]["utc"])
+            assert item["value"] == served[key] == value(*key)
+    archived = _archive_values(s, 2178, date(2025, 5, 31))
+    assert archived and all(v == served[k] for k, v in archived.items())
+
+
+def test_quality_options_switch_at_runtime_and_are_checked(quality_sim: SimulatorThread) -> None:
+    s = quality_sim
+    assert requests.post(s.url + "/_sim/world", json={"spike_rate": 0.5}, timeout=5).status_code == 400
+    assert requests.post(s.url + "/_sim/world", json={"stuck_hours": 60}, timeout=5).status_code == 400
+    backwards = {"from": "2025-06-01", "to": "2025-05-01"}
+    assert requests.get(s.url + "/_sim/quality", params=backwards, timeout=5).status_code == 400
+    try:
+        r = requests.post(s.url + "/_sim/world", json={"stuck_rate": 1, "stuck_hours": 12}, timeout=5)
+        assert r.status_code == 200 and (r.json()["stuck_rate"], r.json()["stuck_hours"]) == (1.0, 12)
+        world = requests.get(s.url + "/_sim/world", timeout=5).json()
+        assert {k: world[k] for k in QUALITY_FAULTS} == {**QUALITY_FAULTS, "stuck_rate": 1.0}
+        other = s.sim.world.locations[1].id
+        runs = _quality(s, location_id=f"2178,{other}")["stuck"]
+        assert runs and all(len(r["hours"]) == 12 for r in runs)
+        assert {r["location_id"] for r in runs} == {2178, other}
+    finally:
+        s.set_world(stuck_rate=QUALITY_FAULTS["stuck_rate"], stuck_hours=8)
