@@ -20,11 +20,23 @@ gets one new value `revision_delay_s` after it was first served, on every endpoi
 distinct value served per (sensor, datetime) and `GET /_sim/revisions` the corrections and when they show.
 `--minute-seconds` shortens the rate-limit window so tests of rate limiting take seconds.
 
+Data-quality faults real networks show, each off by default and set by WorldConfig, `POST /_sim/world` and a flag
+(see `quality`; one episode per chosen sensor or location every 72 hours, all from the seed): `stuck_rate` of sensors
+repeat one value for `stuck_hours` (8) hours and recover; `spike_rate` (at most 0.25) of sensor-hours jump for one hour
+between normal neighbours (750-1000 µg/m³ for PM2.5, 8-16 times the usual level otherwise); `pm25_gt_pm10_rate` of
+locations with both report PM2.5 above PM10 for 3-8 hours; `flag_rate` of locations have flagged periods, served as
+the real API does at `/v3/locations/{id}/flags` and `/v3/sensors/{id}/flags` (`locationId`, `flagType` {id, label,
+level INFO/WARNING/ERROR}, `datetimeFrom`/`datetimeTo` {utc, local}, `sensorIds` empty for the whole station, `note`;
+an unknown id has none, 422 for a bad id or window) and as `flagInfo.hasFlags` on the hourly rows they overlap. These
+endpoints count against the rate limit like any other. `GET /_sim/quality` (`SimulatorThread.quality`) lists which
+sensor-hours are stuck, spiked or inverted and which periods are flagged, with the values served (the -999 and
+negative faults and revisions apply on top).
+
 OpenAQ's public archive layout is served at the same base URL, without key or rate limit, computed from the same
 world: `/records/csv.gz/locationid={id}/year={yyyy}/month={mm}/location-{id}-{yyyymmdd}.csv.gz` (see `archive`;
 `GET /_sim/archive` counts the files and rows served).
 
-Modules: `config` (switches), `regions` and `world` (the world model), `state` (counters, rate limits),
+Modules: `config` (switches), `regions`, `world` and `quality` (the world model), `state` (counters, rate limits),
 `responses`, `middleware`, `handlers`, `archive` and `control` (HTTP), `app` (routes), `runner` (thread,
 subprocess, CLI).
 """

@@ -7,7 +7,7 @@ what was injected. Faults recur: time is cut into 72-hour cycles (from the epoch
 one episode per cycle, so any window of a few days holds some.
 
 Precedence keeps each fault's defining property: a stuck hour is nothing else; PM2.5-above-PM10 skips hours when
-either sensor of the pair is stuck; a spike needs a hour and neighbours that are neither stuck nor (for the pair)
+either sensor of the pair is stuck; a spike needs an hour and neighbours that are neither stuck nor (for the pair)
 inverted. The -999 and negative faults and revisions apply on top of these values.
 """
 
@@ -25,15 +25,14 @@ if TYPE_CHECKING:
     from airq_dev.simulator.world import Location, Sensor, World
 
 CYCLE_HOURS = 72  # one episode of each fault per chosen sensor or location and cycle
-SPIKE_BLOCK = 4  # a spike sits at position 1 or 2 of a 4-hour block, so its neighbours are never spikes
-MAX_SPIKE_RATE = 1 / SPIKE_BLOCK
+SPIKE_BLOCK = 4  # a spike sits at position 1 or 2 of a 4-hour block: neighbours never spike, spike_rate <= 0.25
 
 # OpenAQ's flag types (openaq-db `tables/flags.sql`): id, level, label, and the simulator's note for each.
 FLAG_TYPES: dict[int, tuple[str, str, str]] = {
     1: ("INFO", "Read me", "Station relocated within the site; values comparable"),
     2: ("WARNING", "Settings updated", "Instrument settings changed; values may have issues"),
     3: ("ERROR", "Error", "Unknown error reported by the provider"),
-    4: ("ERROR", "Limits exceeded", "The lower or upper limits of the instrument were exceeded"),
+    4: ("ERROR", "Limits exceeded", "Values outside the instrument's measuring range"),
 }
 _FLAG_TYPE_WEIGHTS = ((1, 0.2), (2, 0.3), (3, 0.15), (4, 0.35))
 _LOCATION_WIDE_SHARE = 0.4  # flags for the whole station (no sensor ids); the rest name one sensor
