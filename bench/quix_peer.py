@@ -27,9 +27,8 @@ from airq_app.domain import dedup
 from airq_app.domain.decide import decide
 from airq_app.domain.filters import FilterConfig
 from airq_app.domain.timeutil import utc_seconds
-from bench.throughput import measurements_of
+from bench.job import RETENTION_S, measurements_of
 
-RETENTION_S = 8760 * 3600  # the bench's de-duplication window, as in the baseline
 CONFIG = FilterConfig(max_age_hours=8760)
 VOLATILE = ("processed_at",)  # fields that differ between two correct runs
 

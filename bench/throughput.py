@@ -28,7 +28,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import orjson
 
 from airq_dev.harness import Pipeline, create_topic, delete_topics, measurement, produce, wait_for
+from bench.job import RETENTION_S, measurements_of
 
 
 def rss_mb(pid: int) -> float:
@@ -152,23 +152,6 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
     result.update(asyncio.run(_baseline(bootstrap, topic, Path(out), distinct)))
 
 
-def measurements_of(value: bytes) -> Iterator[dict[str, Any]]:
-    """The valid measurements of one raw message (one, or a location's list), each (sensor, time) once, as airq's
-    stream takes them; shared by the baseline and the Quix Streams peer."""
-    from airq_app.domain.validation import InvalidMessage, parse_message
-
-    try:
-        items = parse_message(value)
-    except InvalidMessage:
-        return
-    in_message: set[tuple[int, str]] = set()
-    for m in items:
-        if isinstance(m, InvalidMessage) or (m["sensor_id"], m["datetime_utc"]) in in_message:
-            continue
-        in_message.add((m["sensor_id"], m["datetime_utc"]))
-        yield m
-
-
 def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> list[dict[str, Any]]:
     """The baseline's work on one message: the records to write. `db` maps state keys (the sensor's main entry,
     its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
@@ -187,7 +170,7 @@ def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: 
             source,
             orjson.loads(raw) if raw is not None else None,
             cfg,
-            8760 * 3600,
+            RETENTION_S,
             now,
             orjson.loads(raw_bucket) if raw_bucket is not None else None,
         )
