@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from airq_app.domain import dedup, filters, scoring, units
-from airq_app.domain.timeutil import utc_seconds
 
 STUCK_WINDOW = 24  # recent values kept per sensor for the stuck check
 LIVE_WINDOW_S = 24 * 3600  # values this far behind the sensor's newest one feed its live hours; older ones `past`
@@ -47,11 +46,12 @@ def decide(
 ) -> Decision:
     """Outcome of one valid measurement given its sensor's state.
 
+    `m` is a measurement as `validation.parse_message` returns it: normalised `datetime_utc`, its time in `epoch`.
     `history` is the sensor's main entry and `bucket` the bucket of the measurement's hour (`dedup.bucket_key`),
     either None when absent. Values more than `retention_s` behind the sensor's newest time are `too_old`.
     """
     partition, offset = source["partition"], source["offset"]
-    epoch = utc_seconds(m["datetime_utc"])
+    epoch = m["epoch"]
     raw = float(m["value"])
     history = history or {}
     revisions = dedup.revisions_in(bucket, epoch) or dedup.legacy_revisions(history, epoch)
@@ -84,7 +84,7 @@ def decide(
     previous = revisions[revision - 1][2] if revision > 0 else None
     live = epoch > newest - LIVE_WINDOW_S
     context: dict[str, Any] = history if live else history.get("past", {})
-    hours, window = scoring.hourly_window(context.get("hours", {}), m["datetime_utc"], value)
+    hours, window = scoring.hourly_window(context.get("hours", {}), epoch, value)
     recent = list(context.get("recent", []))
     flags: list[str] = []
     if filters.stuck_flag(recent, value, hours=cfg.stuck_hours):
@@ -144,7 +144,7 @@ def decide_in(
 ) -> Decision:
     """`decide` against a plain mapping of key -> state value (tests, benchmarks), with its writes applied."""
     sensor = m["sensor_id"]
-    bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
+    bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(m["epoch"])))
     d = decide(m, source, state.get(str(sensor)), cfg, retention_s, now, bucket)
     for key, value in d.writes.items():
         if value is None:

@@ -21,8 +21,8 @@ implausible            drop    the normalised value is above `plausible_max[para
                                kept and carries the flag `stuck`
 =====================  ======  =================================================================================
 
-`check` takes a measurement that `validation.parse_measurement` accepted: its `datetime_utc` is a normalised
-`...Z` instant and its value a finite number, so neither is checked again here.
+`check` takes a measurement that `validation.parse_measurement` accepted: its time is a normalised `...Z` instant
+with its seconds in `epoch`, and its value a finite number, so neither is checked or read again here.
 
 The plausible maxima default to OpenAQ's own `upper_limit`s (the `measurands` table of
 https://github.com/openaq/openaq-db, `openaqdb/tables/measurands.sql`), expressed in the normalised unit:
@@ -46,7 +46,6 @@ from typing import Any
 
 from airq_app.domain.indices import IndexConfig
 from airq_app.domain.selection import Selection
-from airq_app.domain.timeutil import utc_seconds
 
 DEFAULT_PARAMETERS: tuple[str, ...] = ("pm25", "pm10", "o3", "no2", "so2", "co")
 DEFAULT_SENTINELS: tuple[float, ...] = (-999.0, -9999.0)
@@ -167,7 +166,7 @@ def _bbox(v: Any) -> tuple[float, float, float, float] | None:
 def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfig, now: datetime) -> str | None:
     """The drop reason for measurement `m` (a `Measurement` as a dict), or None when it passes.
 
-    `m` has passed `validation.parse_measurement` (normalised `datetime_utc`, finite float `value`).
+    `m` has passed `validation.parse_measurement` (its time in `epoch`, finite float `value`).
     `normalised_value` is the value in the output unit (`units.normalise`), None when the unit is unknown.
     `now` must be timezone-aware (naive is taken as UTC).
     """
@@ -175,7 +174,7 @@ def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfi
     if outside is not None:
         return outside
     parameter = m.get("parameter")
-    when = utc_seconds(m["datetime_utc"])
+    when = m["epoch"]
     now_s = (now.replace(tzinfo=UTC) if now.tzinfo is None else now).timestamp()
     if when > now_s + cfg.max_future_skew_s:
         return "future"

@@ -45,7 +45,7 @@ from typing import Any
 
 from airq_app.domain import aqi as aqi_mod
 from airq_app.domain import indices, units
-from airq_app.domain.timeutil import format_epoch, format_utc, normalise_utc, utc_seconds
+from airq_app.domain.timeutil import format_epoch, format_utc, utc_seconds
 
 PM = ("pm25", "pm10")
 NOWCAST_HOURS = 12
@@ -67,16 +67,16 @@ def _hour_of_key(key: str) -> int:
 
 
 def hourly_window(
-    existing: Mapping[str, float], dt_utc: str, value: float, keep_hours: int = HISTORY_HOURS
+    existing: Mapping[str, float], epoch: int, value: float, keep_hours: int = HISTORY_HOURS
 ) -> tuple[dict[str, float], list[float | None]]:
     """Merge one hourly value into a sensor's `{hour: value}` map and list its hours for the NowCast and the means.
 
-    The hour is `dt_utc` floored to the hour (`...T13:00:00Z`); a later value for the same hour replaces the
-    earlier one. Returns the map to store — only hours within `keep_hours` of the newest hour in it — and the
-    newest-first list for *this* measurement: index 0 is its hour, then the `keep_hours - 1` hours before it,
-    None where no value is known.
+    The hour is the measurement's time (`epoch`, seconds) floored to the hour, kept under its key `...T13:00:00Z`;
+    a later value for the same hour replaces the earlier one. Returns the map to store — only hours within
+    `keep_hours` of the newest hour in it — and the newest-first list for *this* measurement: index 0 is its hour,
+    then the `keep_hours - 1` hours before it, None where no value is known.
     """
-    hour = utc_seconds(dt_utc) // 3600
+    hour = epoch // 3600
     merged = dict(existing)
     merged[_key_of_hour(hour)] = value
     window: list[float | None] = [merged.get(_key_of_hour(hour - i)) for i in range(keep_hours)]
@@ -224,8 +224,8 @@ def shape_record(
     processed_at: datetime | None = None,
     local_index: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One output line (the fields the README lists under Output) from measurement `m` (a `Measurement` as a
-    dict) and its normalised value.
+    """One output line (the fields the README lists under Output) from measurement `m` (a `Measurement` as
+    `validation.parse_message` returns it: `datetime_utc` already normalised) and its normalised value.
 
     Extras beyond the required fields: `parameter_id`, `datetime_local`, `provider`, `timezone`, `flags` (list;
     `beyond_aqi` is added when the index is above 500), `nowcast`, `aqi_table`, `processed_at` and `local_index`
@@ -247,7 +247,7 @@ def shape_record(
         "unit": unit,
         "raw_value": float(m["value"]),
         "raw_unit": m["unit"],
-        "datetime_utc": normalise_utc(m["datetime_utc"]),
+        "datetime_utc": m["datetime_utc"],
         "datetime_local": m.get("datetime_local"),
         "timezone": m.get("timezone"),
         "provider": m.get("provider"),

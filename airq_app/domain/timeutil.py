@@ -101,6 +101,20 @@ def utc_seconds(text: str) -> int:
     return _utc_seconds(text)
 
 
+@lru_cache(maxsize=65536)
+def _utc_instant(text: str) -> tuple[str, int]:
+    dt = parse_utc(text)
+    return format_utc(dt), epoch_seconds(dt)
+
+
+def utc_instant(text: str) -> tuple[str, int]:
+    """(`YYYY-MM-DDTHH:MM:SSZ`, whole seconds since the epoch) of an ISO 8601 instant, both from one parse;
+    ValueError when it is not one (cached). What a message's time is read as, once, at validation."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        raise ValueError(f"not an ISO 8601 instant: {str(text)[:40]!r}")
+    return _utc_instant(text)
+
+
 @lru_cache(maxsize=8192)
 def format_epoch(seconds: int) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` of whole seconds since the epoch (cached: hour keys and the clock repeat)."""

@@ -7,6 +7,10 @@ into the tables checked here: a plain dict per measurement is checked, no record
 hot path). Times are read by `airq_app.domain.timeutil`: an instant that cannot be represented in UTC is a
 `bad_datetime`. The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is
 False when absent.
+
+A checked measurement has `datetime_utc` normalised to `YYYY-MM-DDTHH:MM:SSZ` and one key more than the message:
+`epoch`, the same instant in whole seconds since 1970-01-01T00:00:00Z. The time is parsed here once; every later
+step (the sensor's state, the filters, the hourly window) uses `epoch` and none reads the text again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import orjson
 
 from airq_app.domain.measurement import FIELD_TYPES
-from airq_app.domain.timeutil import normalise_utc
+from airq_app.domain.timeutil import utc_instant
 
 __all__ = [
     "OPTIONAL",
@@ -65,7 +69,8 @@ def _decode(raw: bytes | str | None) -> Any:
 
 
 def parse_measurement(raw: bytes | str | None) -> dict[str, Any]:
-    """Decode and check one message; return the measurement with `datetime_utc` normalised to `...Z`."""
+    """Decode and check one message; return the measurement with `datetime_utc` normalised to `...Z` and its
+    `epoch`."""
     return check_measurement(_decode(raw))
 
 
@@ -91,7 +96,7 @@ def parse_message(raw: bytes | str | None) -> list[dict[str, Any] | InvalidMessa
 
 
 def check_measurement(data: Any) -> dict[str, Any]:
-    """Check one decoded measurement; return it with `datetime_utc` normalised to `...Z`."""
+    """Check one decoded measurement; return it with `datetime_utc` normalised to `...Z` and its `epoch`."""
     if not isinstance(data, dict):
         raise InvalidMessage(f"wrong_schema: expected a JSON object, got {type(data).__name__}")
     # Faust records may carry their own metadata; it is not part of the measurement.
@@ -124,7 +129,7 @@ def check_measurement(data: Any) -> dict[str, Any]:
     if not data["parameter"].strip():
         raise InvalidMessage("wrong_schema: empty parameter")
     try:
-        data["datetime_utc"] = normalise_utc(data["datetime_utc"])
+        data["datetime_utc"], data["epoch"] = utc_instant(data["datetime_utc"])
     except ValueError:
         raise InvalidMessage(f"bad_datetime: {data['datetime_utc'][:40]!r}") from None
     return data

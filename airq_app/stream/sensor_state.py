@@ -13,16 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from airq_app.domain import dedup
-from airq_app.domain.timeutil import utc_seconds
 from airq_app.stream.table_buffer import TableBuffer
 
 
 def load(
     table: TableBuffer, partition: int, m: Mapping[str, Any]
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(main entry, bucket of the measurement's hour) of the measurement's sensor, each None when absent."""
+    """(main entry, bucket of the measurement's hour) of the measurement's sensor, each None when absent; `m` is
+    a checked measurement (`airq_app.domain.validation`: its hour is that of its `epoch`)."""
     sensor = m["sensor_id"]
-    hour = dedup.hour_of(utc_seconds(m["datetime_utc"]))
+    hour = dedup.hour_of(m["epoch"])
     history = table.get(partition, str(sensor))
     if history is None or not dedup.may_have_bucket(history, hour):
         return history, None  # one lookup, not two: a live sensor's next hour, or history before its oldest

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from airq_app.domain.filters import FilterConfig, check, stuck_flag
+from airq_app.domain.validation import check_measurement
 
 pytestmark = pytest.mark.unit
 
@@ -14,6 +15,7 @@ DEFAULT = FilterConfig()
 
 
 def measurement(**over: Any) -> dict[str, Any]:
+    """A measurement as the filters get it: checked by validation (normalised time, its `epoch`)."""
     m: dict[str, Any] = {
         "location_id": 10,
         "sensor_id": 100,
@@ -26,7 +28,7 @@ def measurement(**over: Any) -> dict[str, Any]:
         "longitude": -75.0,
     }
     m.update(over)
-    return m
+    return check_measurement(m)
 
 
 def test_defaults():

@@ -16,7 +16,7 @@ from airq_app.domain.decide import decide, location_summary
 from airq_app.domain.filters import FilterConfig
 from airq_app.domain.indices import IndexConfig
 from airq_app.domain.scoring import hourly_window, local_index, required_hours, running_means, score
-from airq_app.domain.timeutil import format_utc
+from airq_app.domain.timeutil import epoch_seconds, format_utc
 from airq_app.domain.validation import parse_measurement
 from airq_dev.harness import encode, measurement
 
@@ -33,16 +33,20 @@ def at(hours_before_end: int) -> str:
     return format_utc(END - timedelta(hours=hours_before_end))
 
 
+def epoch_at(hours_before_end: int) -> int:
+    return epoch_seconds(END - timedelta(hours=hours_before_end))
+
+
 def window(values_newest_first: list[float | None]) -> list[float | None]:
     """A sensor window as `hourly_window` builds it from these hourly values (None: no value that hour)."""
     hours: dict[str, float] = {}
     for back in range(len(values_newest_first) - 1, 0, -1):
         v = values_newest_first[back]
         if v is not None:
-            hours, _ = hourly_window(hours, at(back), v)
+            hours, _ = hourly_window(hours, epoch_at(back), v)
     head = values_newest_first[0]
     assert head is not None
-    return hourly_window(hours, at(0), head)[1]
+    return hourly_window(hours, epoch_at(0), head)[1]
 
 
 def run(
@@ -112,8 +116,8 @@ def test_means_end_at_the_measurements_own_hour() -> None:
     # A late value for 3 hours before the newest one: its means look back from its own hour.
     hours: dict[str, float] = {}
     for back, v in ((5, 1.0), (4, 2.0), (0, 100.0)):
-        hours, _ = hourly_window(hours, at(back), v)
-    _, late = hourly_window(hours, at(3), 3.0)
+        hours, _ = hourly_window(hours, epoch_at(back), v)
+    _, late = hourly_window(hours, epoch_at(3), 3.0)
     assert running_means(late)[3] == 2.0  # hours -3, -4, -5: 3, 2, 1
 
 

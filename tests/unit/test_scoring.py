@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from airq_app.domain.scoring import hourly_window, score, shape_record
-from airq_app.domain.timeutil import format_utc
+from airq_app.domain.timeutil import epoch_seconds, format_utc, utc_seconds
+from airq_app.domain.validation import check_measurement
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +34,7 @@ def raw(**over: Any) -> dict[str, Any]:
         "fetched_at": "2025-06-01T11:20:00Z",
     }
     m.update(over)
-    return m
+    return check_measurement(m)
 
 
 SOURCE = {"topic": "air_quality_telematics", "partition": 3, "offset": 42}
@@ -103,14 +104,14 @@ def test_shape_record_beyond_aqi_flag():
 
 def test_hourly_window_merges_and_lists_newest_first():
     existing = {"2025-06-01T09:00:00Z": 10.0, "2025-06-01T10:00:00Z": 11.0}
-    hours, window = hourly_window(existing, "2025-06-01T12:00:00Z", 13.0)
+    hours, window = hourly_window(existing, utc_seconds("2025-06-01T12:00:00Z"), 13.0)
     assert hours == {"2025-06-01T09:00:00Z": 10.0, "2025-06-01T10:00:00Z": 11.0, "2025-06-01T12:00:00Z": 13.0}
     assert window == [13.0, None, 11.0, 10.0] + [None] * 20
     assert existing == {"2025-06-01T09:00:00Z": 10.0, "2025-06-01T10:00:00Z": 11.0}  # not mutated
 
 
 def test_hourly_window_floors_to_hour_and_replaces():
-    hours, window = hourly_window({"2025-06-01T12:00:00Z": 5.0}, "2025-06-01T12:40:10+00:00", 6.0)
+    hours, window = hourly_window({"2025-06-01T12:00:00Z": 5.0}, utc_seconds("2025-06-01T12:40:10+00:00"), 6.0)
     assert hours == {"2025-06-01T12:00:00Z": 6.0}
     assert window[0] == 6.0 and len(window) == 24
 
@@ -118,23 +119,23 @@ def test_hourly_window_floors_to_hour_and_replaces():
 def test_hourly_window_keeps_24_hours_per_sensor():
     start = datetime(2025, 6, 1, tzinfo=UTC)
     existing = {format_utc(start + timedelta(hours=h)): float(h) for h in range(0, 24)}
-    hours, window = hourly_window(existing, format_utc(start + timedelta(hours=24)), 24.0)
+    hours, window = hourly_window(existing, epoch_seconds(start + timedelta(hours=24)), 24.0)
     assert "2025-06-01T00:00:00Z" not in hours  # 24 hours before the newest: out
     assert len(hours) == 24 and "2025-06-01T01:00:00Z" in hours
     assert window == [float(h) for h in range(24, 0, -1)]
     # However long the sensor runs, its state stays at 24 hours.
     for h in range(25, 100):
-        hours, _ = hourly_window(hours, format_utc(start + timedelta(hours=h)), float(h))
+        hours, _ = hourly_window(hours, epoch_seconds(start + timedelta(hours=h)), float(h))
     assert len(hours) == 24
 
 
 def test_hourly_window_late_measurement():
     existing = {"2025-06-01T12:00:00Z": 12.0, "2025-06-01T10:00:00Z": 10.0}
-    hours, window = hourly_window(existing, "2025-06-01T11:00:00Z", 11.0)
+    hours, window = hourly_window(existing, utc_seconds("2025-06-01T11:00:00Z"), 11.0)
     assert window[:3] == [11.0, 10.0, None]
     assert hours["2025-06-01T12:00:00Z"] == 12.0
     # A value older than the kept window still heads its own list but is not stored.
-    hours, window = hourly_window({"2025-06-02T12:00:00Z": 1.0}, "2025-06-01T12:00:00Z", 9.0)
+    hours, window = hourly_window({"2025-06-02T12:00:00Z": 1.0}, utc_seconds("2025-06-01T12:00:00Z"), 9.0)
     assert window[0] == 9.0
     assert hours == {"2025-06-02T12:00:00Z": 1.0}
 
@@ -153,8 +154,8 @@ def test_score_pm_instant_when_nowcast_undefined():
 def test_score_pm_window_via_helper():
     hours: dict[str, float] = {}
     for h, v in ((9, 18.0), (10, 16.0)):
-        hours, _ = hourly_window(hours, f"2025-06-01T{h:02d}:00:00Z", v)
-    hours, window = hourly_window(hours, "2025-06-01T11:00:00Z", 20.0)
+        hours, _ = hourly_window(hours, utc_seconds(f"2025-06-01T{h:02d}:00:00Z"), v)
+    hours, window = hourly_window(hours, utc_seconds("2025-06-01T11:00:00Z"), 20.0)
     assert score("pm25", 20.0, UG, window) == ((68, "Moderate"), "nowcast", 18.1)
 
 

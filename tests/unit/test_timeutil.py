@@ -30,6 +30,7 @@ def test_parse_utc(text: str) -> None:
     assert dt.utcoffset() == timedelta(0)
     assert timeutil.normalise_utc(text) == "2025-06-01T11:00:00Z"
     assert timeutil.utc_seconds(text) == 1748775600
+    assert timeutil.utc_instant(text) == ("2025-06-01T11:00:00Z", 1748775600)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_parse_utc(text: str) -> None:
     ],
 )
 def test_what_is_not_an_instant_is_a_value_error(value: object) -> None:
-    for fn in (timeutil.parse_utc, timeutil.normalise_utc, timeutil.utc_seconds):
+    for fn in (timeutil.parse_utc, timeutil.normalise_utc, timeutil.utc_seconds, timeutil.utc_instant):
         with pytest.raises(ValueError):
             fn(value)  # type: ignore[arg-type]
     assert timeutil.parse_utc_or_none(value) is None

@@ -6,6 +6,7 @@ import pytest
 
 from airq_app.domain import validation
 from airq_app.domain.measurement import MEASUREMENT_FIELDS
+from airq_app.domain.timeutil import utc_seconds
 from airq_app.domain.validation import InvalidMessage, parse_measurement
 from airq_dev.harness import measurement
 
@@ -47,6 +48,13 @@ def test_valid_message_is_normalised() -> None:
 
 def test_offsets_other_than_utc_are_converted() -> None:
     assert parse_measurement(raw(datetime_utc="2026-11-24T04:00:00-06:00"))["datetime_utc"] == "2026-11-24T10:00:00Z"
+
+
+def test_the_time_is_read_once_and_carried_in_seconds() -> None:
+    m = parse_measurement(raw(datetime_utc="2026-11-24T04:00:59.9-06:00"))
+    assert m["datetime_utc"] == "2026-11-24T10:00:59Z"
+    assert m["epoch"] == utc_seconds("2026-11-24T10:00:59Z") == 1795514459
+    assert parse_measurement(raw(epoch=0))["epoch"] == utc_seconds("2026-11-24T10:00:00Z")  # never the sender's
 
 
 def test_optional_fields_may_be_missing() -> None:
