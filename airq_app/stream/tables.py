@@ -29,7 +29,7 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 @dataclass(frozen=True)
 class StreamTables:
     # "{sensor id}" -> the sensor's main entry (newest time, NowCast hours, recent values) and "{sensor id}/{hour}" ->
-    # the revisions accepted in that hour, with the message of each: the de-duplication state (`airq_app.dedup`).
+    # the revisions accepted in that hour, with the message of each: the de-duplication state (`airq_app.domain.dedup`).
     sensor_history: TableT
     # location id -> {"location": {...}, "parameters": {name: latest record summary}}; served by any worker.
     latest_by_location: TableT
