@@ -7,7 +7,6 @@ imports none of its users.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,12 +39,12 @@ class AirqApp(faust.App):
         self.after_start: list[Callable[[], Awaitable[None]]] = []
         self.topic_specs: dict[str, TopicSpec] = {}
         self.replication: Replication | None = None
-        self.kafka_probe = BrokerProbe(self.bootstrap_servers(), airq_settings.kafka_security)
+        self.kafka_probe = BrokerProbe(self.bootstrap_servers(), airq_settings.kafka.security)
         self.replication_check = ReplicationCheck(
             self.bootstrap_servers(),
-            airq_settings.kafka_security,
+            airq_settings.kafka.security,
             self.wanted_topics,
-            airq_settings.replication_factor,
+            airq_settings.kafka.replication_factor,
         )
 
     async def on_stop(self) -> None:
@@ -73,7 +72,9 @@ class AirqApp(faust.App):
         """
         wanted = dict(self.topic_specs)
         for table in self.tables.values():
-            wanted[table.changelog_topic_name] = TopicSpec(self.airq_settings.partitions, {"cleanup.policy": "compact"})
+            wanted[table.changelog_topic_name] = TopicSpec(
+                self.airq_settings.app.partitions, {"cleanup.policy": "compact"}
+            )
         wanted[faust_internals.leader_topic_name(self)] = TopicSpec(1)
         return wanted
 
@@ -84,12 +85,12 @@ class AirqApp(faust.App):
         self.replication = replication = await prepare_kafka(
             self.bootstrap_servers(),
             self.wanted_topics,
-            settings.web_bind,
-            settings.web_port,
-            settings.kafka_security,
-            settings.replication_factor,
-            settings.min_insync_replicas,
-            web_options=auth.application_options(settings.web_token),
+            settings.web.bind,
+            settings.web.port,
+            settings.kafka.security,
+            settings.kafka.replication_factor,
+            settings.kafka.min_insync_replicas,
+            web_options=auth.application_options(settings.web.token),
         )
         # Readiness knows of too few copies from the start (ensure_topics logged them), not after the first check.
         self.replication_check.problems = list(replication.problems)
@@ -111,18 +112,11 @@ class AirqApp(faust.App):
             await hook()
 
 
-def web_host(settings: Settings) -> str:
-    """The host other workers use to reach this one (its canonical URL, for forwarded lookups)."""
-    return os.environ.get("AIRQ_WEB_HOST") or (
-        "127.0.0.1" if settings.web_bind in ("127.0.0.1", "localhost") else os.uname().nodename
-    )
-
-
 def create_app(settings: Settings) -> AirqApp:
     """The app for these settings. A worker that only polls joins a group of its own (`<id>-ingest`): it has no
     tables, and a member without them would make the processing group's leader compute a wrong assignment."""
     faust_internals.set_producer_buffer_limit()
-    app_id = settings.app_id if settings.processes else f"{settings.app_id}-ingest"
+    app_id = settings.app.id if settings.app.processes else f"{settings.app.id}-ingest"
     return AirqApp(
         app_id,
         airq_settings=settings,
@@ -131,22 +125,22 @@ def create_app(settings: Settings) -> AirqApp:
         autodiscover=False,
         monitor=faust_internals.QuietMonitor(),
         TableManager=faust_internals.TableManager,
-        broker=settings.broker_urls,
+        broker=settings.kafka.broker_urls,
         # One set of TLS/SASL settings for Faust's consumer, producers and topic creation (airq_app.kafka.security).
-        broker_credentials=settings.kafka_security.faust_credentials(),
+        broker_credentials=settings.kafka.security.faust_credentials(),
         store=faust_internals.register_bounded_rocksdb(),
-        datadir=str(settings.data_dir),
-        topic_partitions=settings.partitions,
+        datadir=str(settings.app.data_dir),
+        topic_partitions=settings.app.partitions,
         topic_allow_declare=True,
-        table_standby_replicas=settings.standby_replicas,
+        table_standby_replicas=settings.app.standby_replicas,
         consumer_auto_offset_reset="earliest",
         # Offsets are committed only for events whose output is durable (see airq_app.stream.processor), so a
         # rebalance must not wait for every in-flight event: the revoke handler finishes the files instead.
         stream_wait_empty=False,
         broker_commit_interval=1.0,
         # How long a crashed worker keeps its partitions before the group moves them.
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 6),
+        broker_session_timeout=settings.app.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.app.session_timeout_s / 6),
         broker_max_poll_records=2000,
         # Location summaries go to their changelog one message per write through Faust's producer: a 10 ms linger
         # batches them. (The sensor state goes in record batches of this size: airq_app.stream.table_buffer.)
@@ -155,11 +149,11 @@ def create_app(settings: Settings) -> AirqApp:
         # A write counts once every in-sync replica has it (and min.insync.replicas of them exist): a broker lost
         # right after the acknowledgement loses nothing. The producer is idempotent (faust_internals.Producer).
         producer_acks=-1,
-        producer_request_timeout=settings.producer_request_timeout_s,
+        producer_request_timeout=settings.kafka.producer_request_timeout_s,
         stream_buffer_maxsize=16384,
-        web_port=settings.web_port,
-        web_bind=settings.web_bind,
-        web_host=web_host(settings),
+        web_port=settings.web.port,
+        web_bind=settings.web.bind,
+        web_host=settings.web.host,
         web_transport="tcp://",
         web_in_thread=False,
         # Faust's own pages serve table contents, cluster URLs and internals to anyone who reaches the port.
@@ -169,6 +163,6 @@ def create_app(settings: Settings) -> AirqApp:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         # AIRQ_WEB_TOKEN, when set: one middleware in front of every route, /airq/health excepted.
-        web_application_options=auth.application_options(settings.web_token),
+        web_application_options=auth.application_options(settings.web.token),
         logging_config=None,
     )

@@ -1,268 +1,48 @@
-"""Settings: `pipeline.json` (checked against `pipeline.schema.json`), overridden by the environment.
+"""Settings: each declared once here, in one typed section per concern, read from `pipeline.json` and the environment.
 
-`.env` is read too but never overrides a real variable. A bad file or variable raises `ConfigError` with one
-message naming the field and the problem.
+A field of a section says its name, type, default, environment variable, pipeline.json key, range and meaning
+(`airq_app.settings_fields.setting`); the file's JSON schema, the defaults and the reading of the environment all
+come from those declarations, and no component keeps a default of its own. `pipeline.schema.json` is the schema
+written out for editors (`python -m airq_app.settings` writes it; a unit test keeps it current). The environment
+wins over the file, `.env` is read too but never overrides a real variable, and a bad file or variable raises
+`ConfigError` with one line naming the field and the problem.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import os
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
 
 from airq_app.domain.filters import FilterConfig
 from airq_app.domain.indices import IndexConfig
-from airq_app.kafka.security import KafkaConfigError, KafkaSecurity
+from airq_app.kafka.security import MECHANISMS, PROTOCOLS, KafkaConfigError, KafkaSecurity
+from airq_app.settings_fields import ConfigError, Declarations, dump_json, read_sections, setting
 
 SCHEMA_PATH = Path(__file__).with_name("pipeline.schema.json")
 ROLES = ("all", "ingest", "process")
-
 SIMULATOR_KEY = "airq-simulator"  # the simulator accepts any key; this one marks simulator mode
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "app": {"id": "airq", "partitions": 8, "standby_replicas": 1, "web_bind": "127.0.0.1", "session_timeout_s": 30},
-    "openaq": {
-        "base_url": "https://api.openaq.org",
-        "poll_interval_s": 60,
-        "requests_per_minute": 60,
-        "requests_per_hour": 2000,
-        "timeout_s": 15,
-        "max_retries": 5,
-        "locations_refresh_hours": 6,
-        "lookback_hours": 24,
-        "first_sight_lookback_hours": 0,
-        "gap_retry_minutes": 10,
-        "page_limit": 1000,
-    },
-    "simulator": {"port": 8765, "locations": 200, "seed": 1},
-    "selection": {
-        "parameters": ["pm25", "pm10", "o3", "no2", "so2", "co"],
-        "countries": [],
-        "bbox": None,
-        "location_ids": [],
-    },
-    "filters": {},
-    "dedup": {"retention_days": 400},  # `retention_hours`, when a pipeline file gives it, takes precedence
-    "output": {
-        "rotate_max_bytes": 16 * 1024 * 1024,
-        "rotate_max_age_s": 10,
-        "flush_interval_s": 1.0,
-        "finish_idle_s": 0.25,
-    },
-    # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
-    "kafka": {"replication_factor": "auto", "min_insync_replicas": "auto", "producer_request_timeout_s": 1200},
-    # Each location's national index: its country's default unless `by_country` says otherwise (domain.indices).
-    "indices": {"enabled": True, "by_country": {}},
-}
-# pipeline.json keys that would hold a Kafka secret: refused with a pointer to the environment variable.
-KAFKA_SECRET_KEYS = ("password", "sasl_password", "sasl_plain_password")
+# The stream's rules keep their defaults in the domain (`FilterConfig`, `IndexConfig`); the declarations read them.
+_RULES = FilterConfig()
+_INDICES = IndexConfig()
 
 
-class ConfigError(ValueError):
-    """The pipeline file or an environment variable is invalid."""
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    directory: Path
-    worker_id: str
-    rotate_max_bytes: int
-    rotate_max_age_s: float
-    flush_interval_s: float
-    finish_idle_s: float  # a caught-up partition's file is finished after this long without a record; 0: off
-
-
-@dataclass(frozen=True)
-class Settings:
-    app_id: str
-    partitions: int
-    standby_replicas: int
-    web_bind: str
-    web_port: int
-    role: str
-    broker: str
-    data_dir: Path
-    output_dir: Path
-    pipeline_path: Path
-    base_url: str
-    api_key: str = field(repr=False)  # never printed: repr, logs and status leave it out
-    using_simulator: bool
-    poll_interval_s: float
-    requests_per_minute: int
-    requests_per_hour: int
-    timeout_s: float
-    max_retries: int
-    locations_refresh_hours: float
-    lookback_hours: int
-    page_limit: int
-    first_sight_lookback_hours: int
-    gap_retry_minutes: float
-    simulator_port: int
-    simulator_locations: int
-    simulator_seed: int
-    parameters: tuple[str, ...]
-    countries: tuple[str, ...]
-    bbox: tuple[float, float, float, float] | None
-    location_ids: tuple[int, ...]
-    filters: dict[str, Any]
-    dedup_retention_hours: float
-    rotate_max_bytes: int
-    rotate_max_age_s: float
-    flush_interval_s: float
-    finish_idle_s: float
-    session_timeout_s: float = 30.0
-    topic_prefix: str = ""  # namespaces the topics; only for running isolated test pipelines
-    # TLS and SASL of every Kafka client; its repr and public() leave the password out.
-    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    replication_factor: int | None = None  # None: min(3, cluster size), see `airq_app.kafka.replication`
-    min_insync_replicas: int | None = None  # None: min(2, replication factor)
-    producer_request_timeout_s: float = 1200.0
-    indices: IndexConfig = field(default_factory=IndexConfig)  # the `indices` section, checked
-    # Required by every web endpoint but /airq/health when set (airq_app.web.auth); never in repr, logs or status.
-    web_token: str = field(default="", repr=False)
-
-    @property
-    def broker_urls(self) -> list[str]:
-        """`broker` as one URL per bootstrap server (`kafka://h1:9092,h2:9092` -> two), as Faust takes them."""
-        return broker_urls(self.broker)
-
-    @property
-    def polls(self) -> bool:
-        return self.role in ("all", "ingest")
-
-    @property
-    def processes(self) -> bool:
-        return self.role in ("all", "process")
-
-    @property
-    def output(self) -> OutputSettings:
-        return OutputSettings(
-            self.output_dir,
-            f"w{self.web_port}",
-            self.rotate_max_bytes,
-            self.rotate_max_age_s,
-            self.flush_interval_s,
-            self.finish_idle_s,
-        )
-
-    def filter_rules(self) -> FilterConfig:
-        """The stream's rules: the `filters` section, the `selection` (parameters, countries, bbox) and `indices`."""
-        return FilterConfig.from_dict(
-            {
-                **self.filters,
-                "parameters": list(self.parameters),
-                "countries": list(self.countries),
-                "bbox": list(self.bbox) if self.bbox else None,
-                "indices": self.indices,
-            }
-        )
-
-    def public(self) -> dict[str, Any]:
-        """What status pages may show: everything but the key."""
-        return {
-            "app_id": self.app_id,
-            "role": self.role,
-            "broker": self.broker,
-            "kafka": {
-                **self.kafka_security.public(),
-                "replication_factor": self.replication_factor or "auto",
-                "min_insync_replicas": self.min_insync_replicas or "auto",
-            },
-            "partitions": self.partitions,
-            "web_port": self.web_port,
-            "data_dir": str(self.data_dir),
-            "output_dir": str(self.output_dir),
-            "openaq_base_url": self.base_url,
-            "using_simulator": self.using_simulator,
-            "api_key_set": not self.using_simulator,
-            "web_token_set": bool(self.web_token),
-            "poll_interval_s": self.poll_interval_s,
-            "parameters": list(self.parameters),
-        }
-
-
-def _field_path(error: ValidationError) -> str:
-    parts = [str(p) for p in error.absolute_path]
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        parts.append(extra[0] if extra else "?")
-        return ".".join(parts)
-    if error.validator == "required":
-        return ".".join(parts)
-    return ".".join(parts) or "(top level)"
-
-
-def _describe(error: ValidationError) -> str:
-    where = _field_path(error)
-    if error.validator == "additionalProperties" and where in {f"kafka.{key}" for key in KAFKA_SECRET_KEYS}:
-        return f"{where}: not allowed here: set AIRQ_KAFKA_PASSWORD in the environment or .env"
-    if error.validator == "additionalProperties":
-        return f"{where}: unknown key"
-    if error.validator == "oneOf":
-        expected = "null or [minLon, minLat, maxLon, maxLat]"
-        return f"{where}: {json.dumps(error.instance)} is not a valid value (expected {expected})"
-    return f"{where}: {error.message}"
-
-
-def load_pipeline(path: Path) -> dict[str, Any]:
-    """Read and validate a pipeline file; return it merged over the defaults."""
+def is_loopback(bind: str) -> bool:
+    """Whether a web bind address reaches only this machine: 127.0.0.0/8, ::1 or `localhost`."""
+    host = bind.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"pipeline file {path} not found (set AIRQ_PIPELINE or create it)") from exc
-    except OSError as exc:
-        raise ConfigError(f"pipeline file {path} cannot be read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"pipeline file {path} is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    error = best_match(Draft202012Validator(schema).iter_errors(data))
-    if error is not None:
-        raise ConfigError(f"{path}: {_describe(error)}")
-    merged = {section: dict(values) for section, values in DEFAULTS.items()}
-    for section, values in data.items():
-        if isinstance(values, dict):
-            merged[section].update(values)
-    return merged
-
-
-def _env_int(env: dict[str, str], name: str, low: int, high: int) -> int | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {raw!r} is not an integer") from exc
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: {value} is out of range ({low}..{high})")
-    return value
-
-
-def _env_float(env: dict[str, str], name: str, low: float) -> float | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {raw!r} is not a number") from exc
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}: {raw!r} is not a finite number")
-    if not value >= low:
-        raise ConfigError(f"{name}: {value} must be at least {low}")
-    return value
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or an empty bind (every interface)
 
 
 def broker_urls(broker: str) -> list[str]:
@@ -280,164 +60,522 @@ def broker_urls(broker: str) -> list[str]:
 def _broker(raw: str) -> str:
     urls = broker_urls(raw)
     if not urls:
-        raise ConfigError(f"AIRQ_BROKER: {raw!r} names no server (expected kafka://host:port[,host:port...])")
+        raise ValueError(f"{raw!r} names no server (expected kafka://host:port[,host:port...])")
     for url in urls:
         scheme, _, address = url.partition("://")
         host, _, port = address.rstrip("/").rpartition(":")
         if scheme not in ("kafka", "aiokafka") or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"AIRQ_BROKER: {url!r} is not kafka://host:port")
-    return raw.strip() if "://" in raw else f"kafka://{raw.strip()}"
+            raise ValueError(f"{url!r} is not kafka://host:port")
+    return raw if "://" in raw else f"kafka://{raw}"
 
 
-def _kafka_count(env: dict[str, str], name: str, section: dict[str, Any], key: str) -> int | None:
-    """A replication setting: "auto" (None) or a count from 1 to 32, from the environment or pipeline.json."""
-    raw = env.get(name)
-    if raw in (None, ""):
-        value = section.get(key, "auto")
-        return None if value == "auto" else int(value)
-    if raw.strip().lower() == "auto":
-        return None
-    return _env_int(env, name, 1, 32)
+def _api_key(key: str) -> str:
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in key):
+        # Never echo the key: it is a secret, and its text is what is wrong.
+        raise ValueError("contains spaces or control characters (check the .env quoting)")
+    return key
 
 
-def _kafka_settings(env: dict[str, str], section: dict[str, Any], pipeline_path: Path) -> dict[str, Any]:
+def _web_token(token: str) -> str:
+    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
+        # Never echo the token: it is a secret. Headers carry printable ASCII only.
+        raise ValueError("contains spaces, control or non-ASCII characters (check the .env quoting)")
+    return token
+
+
+def _url(url: str) -> str:
+    return url.rstrip("/")
+
+
+def _own_host(sections: Mapping[str, Any]) -> str:
+    return "127.0.0.1" if sections["web"].bind in ("127.0.0.1", "localhost") else os.uname().nodename
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The worker and its consumer group."""
+
+    id: str = setting("airq", "Consumer group and table names.", pattern="^[A-Za-z0-9_.-]+$", min_length=1)
+    partitions: int = setting(
+        8, "Partitions of every topic: the most workers that can share the work.", minimum=1, maximum=256
+    )
+    standby_replicas: int = setting(1, "Standby copies of each table partition.", minimum=0, maximum=8)
+    session_timeout_s: float = setting(
+        30.0, "How long a crashed worker keeps its partitions before the group moves them.", minimum=6, maximum=300
+    )
+    role: str = setting(
+        "all", "all, ingest (poll only) or process (stream only).", env="AIRQ_ROLE", file=False, choices=ROLES
+    )
+    data_dir: Path = setting(
+        None,
+        "This worker's RocksDB state; unset: data/worker-<web port>.",
+        env="AIRQ_DATA_DIR",
+        file=False,
+        derive=lambda s: Path(f"data/worker-{s['web'].port}"),
+    )
+    pipeline: Path = setting(Path("pipeline.json"), "The pipeline file.", env="AIRQ_PIPELINE", file=False)
+    topic_prefix: str = setting(
+        "", "Namespaces the topics; only for isolated test pipelines.", env="AIRQ_TOPIC_PREFIX", file=False
+    )
+
+    @property
+    def polls(self) -> bool:
+        return self.role in ("all", "ingest")
+
+    @property
+    def processes(self) -> bool:
+        return self.role in ("all", "process")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The worker's web server, and how workers reach each other's."""
+
+    port: int = setting(6066, "This worker's web port.", env="AIRQ_WEB_PORT", file=False, minimum=1, maximum=65535)
+    bind: str = setting(
+        "127.0.0.1", "Interface the web server listens on.", env="AIRQ_WEB_BIND", file="app.web_bind", min_length=1
+    )
+    host: str = setting(
+        None,
+        "The host other workers reach this one at; unset: 127.0.0.1 when bound there, else the machine's name.",
+        env="AIRQ_WEB_HOST",
+        file=False,
+        derive=_own_host,
+    )
+    # Required by every endpoint but /airq/health when set (airq_app.web.auth); never in repr, logs or status.
+    token: str = setting(
+        "",
+        "Token every endpoint but /airq/health wants; required when bound beyond loopback.",
+        env="AIRQ_WEB_TOKEN",
+        file=False,
+        secret=True,
+        check=_web_token,
+    )
+    peer_hosts: tuple[str, ...] = setting(
+        None,
+        "Hosts the overview may ask for their locations (comma-separated); unset: this worker's host and loopback.",
+        env="AIRQ_PEER_HOSTS",
+        file=False,
+        derive=lambda s: tuple(dict.fromkeys((s["web"].host, "127.0.0.1", "localhost"))),
+    )
+
+
+@dataclass(frozen=True)
+class OpenAQSettings:
+    """The OpenAQ API the poller reads, and the client's budget."""
+
+    # Never printed: repr, logs and status leave it out. Without one, the simulator is polled (SIMULATOR_KEY).
+    api_key: str = setting(
+        "",
+        "OpenAQ v3 key, sent as X-API-Key; unset: the simulator.",
+        env="OPENAQ_API_KEY",
+        file=False,
+        secret=True,
+        check=_api_key,
+    )
+    base_url: str = setting(
+        "https://api.openaq.org",
+        "Any OpenAQ-v3-compatible server; without a key, the simulator unless OPENAQ_BASE_URL is set.",
+        env="OPENAQ_BASE_URL",
+        pattern="^https?://",
+        expected="an http(s) URL",
+        check=_url,
+    )
+    poll_interval_s: float = setting(
+        60.0, "Seconds between polling cycles.", env="AIRQ_POLL_INTERVAL", minimum=1, maximum=86400
+    )
+    requests_per_minute: int = setting(60, "The client's budget (a free key allows 60).", minimum=1, maximum=100000)
+    requests_per_hour: int = setting(2000, "The client's budget (a free key allows 2,000).", minimum=1, maximum=1000000)
+    timeout_s: float = setting(15.0, "Read timeout of one request.", exclusive_minimum=0, maximum=600)
+    max_retries: int = setting(5, "Retries of a failed request.", minimum=0, maximum=20)
+    locations_refresh_hours: float = setting(
+        6.0, "Age of the cached location index before it is fetched again.", minimum=0.01, maximum=168
+    )
+    lookback_hours: int = setting(24, "How far back the poller fills missed hours.", minimum=1, maximum=720)
+    first_sight_lookback_hours: int = setting(
+        0, "Hours before a sensor's first value that are fetched too.", minimum=0, maximum=720
+    )
+    gap_retry_minutes: float = setting(10.0, "Wait before asking again for a missing hour.", minimum=0.01, maximum=1440)
+    page_limit: int = setting(1000, "Results per page.", minimum=1, maximum=1000)
+
+    @property
+    def using_simulator(self) -> bool:
+        return self.api_key == SIMULATOR_KEY
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """The OpenAQ simulator `make run` starts when no key is set."""
+
+    port: int = setting(8765, "The simulator's port.", minimum=1, maximum=65535)
+    locations: int = setting(200, "Simulated locations.", minimum=1, maximum=20000)
+    seed: int = setting(1, "Seed of the simulated world.")
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """Which measurements the pipeline is about (`airq_app.domain.selection`)."""
+
+    parameters: tuple[str, ...] = setting(
+        _RULES.parameters, "Parameters polled and kept.", pattern="^[a-z0-9_.]+$", min_items=1, unique=True
+    )
+    countries: tuple[str, ...] = setting(
+        (), "ISO 3166 alpha-2 codes; empty: every country.", pattern="^[A-Z]{2}$", unique=True
+    )
+    bbox: tuple[float, float, float, float] | None = setting(
+        None,
+        "[minLon, minLat, maxLon, maxLat]; null: anywhere.",
+        minimum=-180,
+        maximum=180,
+        expected="[minLon, minLat, maxLon, maxLat]",
+    )
+    location_ids: tuple[int, ...] = setting((), "Location ids; empty: every location.", minimum=1, unique=True)
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """The stream's data-quality rules (`airq_app.domain.filters`, which holds their defaults)."""
+
+    sentinels: tuple[float, ...] = setting(_RULES.sentinels, "Raw values meaning 'not reporting'; dropped.")
+    drop_negative: bool = setting(_RULES.drop_negative, "Drop values below 0.")
+    plausible_max: Mapping[str, float] = setting(
+        _RULES.plausible_max, "Largest plausible value per parameter; merged over the defaults.", exclusive_minimum=0
+    )
+    max_future_skew_s: float = setting(
+        _RULES.max_future_skew_s, "Drop measurements this far ahead of now.", minimum=0, maximum=86400
+    )
+    max_age_hours: float = setting(
+        _RULES.max_age_hours, "Drop measurements this old (not backfilled ones).", exclusive_minimum=0, maximum=8760
+    )
+    stuck_hours: int = setting(
+        _RULES.stuck_hours, "Flag a sensor whose last this many hourly values are equal.", minimum=2, maximum=168
+    )
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """How long the stream remembers a sensor's hours to drop repeats."""
+
+    retention_days: float = setting(400.0, "Remembered days.", minimum=1, maximum=3660)
+    retention_hours: float | None = setting(
+        None, "Remembered hours; takes precedence over retention_days.", minimum=1, maximum=87840
+    )
+
+    @property
+    def window_hours(self) -> float:
+        return self.retention_hours or self.retention_days * 24
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """The JSON Lines output (`airq_app.sink`)."""
+
+    directory: Path = setting(Path("output"), "Where JSON output goes.", env="AIRQ_OUTPUT_DIR", file=False)
+    rotate_max_bytes: int = setting(
+        16 * 1024 * 1024, "A file is finished at this size.", minimum=1024, maximum=17179869184
+    )
+    rotate_max_age_s: float = setting(10.0, "A file is finished at this age.", minimum=0.1, maximum=86400)
+    flush_interval_s: float = setting(1.0, "Seconds between flushes of the open files.", minimum=0.01, maximum=60)
+    finish_idle_s: float = setting(
+        0.25,
+        "A caught-up partition's file is finished after this long without a record; 0: off.",
+        minimum=0,
+        maximum=86400,
+    )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The brokers, how every Kafka client airq opens connects to them, and the copies of each topic."""
+
+    broker: str = setting(
+        "kafka://127.0.0.1:9092",
+        "Kafka bootstrap, e.g. kafka://h1:9092,h2:9092.",
+        env="AIRQ_BROKER",
+        file=False,
+        check=_broker,
+    )
+    replication_factor: int | None = setting(
+        None,
+        "Copies of every topic airq creates; auto: min(3, brokers) (airq_app.kafka.replication).",
+        env="AIRQ_KAFKA_REPLICATION_FACTOR",
+        auto="auto",
+        minimum=1,
+        maximum=32,
+    )
+    min_insync_replicas: int | None = setting(
+        None,
+        "min.insync.replicas of those topics; auto: min(2, copies).",
+        env="AIRQ_KAFKA_MIN_INSYNC_REPLICAS",
+        auto="auto",
+        minimum=1,
+        maximum=32,
+    )
+    security_protocol: str = setting(
+        "PLAINTEXT",
+        "How every Kafka client connects.",
+        env="AIRQ_KAFKA_SECURITY_PROTOCOL",
+        choices=PROTOCOLS,
+        check=lambda v: v.upper().replace("-", "_"),
+    )
+    sasl_mechanism: str | None = setting(
+        None,
+        "SASL mechanism.",
+        env="AIRQ_KAFKA_SASL_MECHANISM",
+        choices=MECHANISMS,
+        check=lambda v: v.upper().replace("_", "-"),
+    )
+    username: str | None = setting(None, "SASL user.", env="AIRQ_KAFKA_USERNAME", min_length=1)
+    # Only from the environment; never in repr, logs, status or output.
+    password: str | None = setting(
+        None,
+        "SASL password.",
+        env="AIRQ_KAFKA_PASSWORD",
+        file=False,
+        secret=True,
+        strip=False,
+        aliases=("sasl_password", "sasl_plain_password"),
+    )
+    ca_file: str | None = setting(
+        None, "PEM bundle of the CAs to trust; unset: the system's.", env="AIRQ_KAFKA_CA_FILE", min_length=1
+    )
+    cert_file: str | None = setting(
+        None, "Client certificate (PEM), for mutual TLS.", env="AIRQ_KAFKA_CERT_FILE", min_length=1
+    )
+    key_file: str | None = setting(None, "Its unencrypted key (PEM).", env="AIRQ_KAFKA_KEY_FILE", min_length=1)
+    # Faust's own producer timeout; airq's producer retries after it instead of giving up (airq_app.kafka).
+    producer_request_timeout_s: float = setting(
+        1200.0,
+        "The producer's request timeout, after which it retries a send.",
+        env="AIRQ_KAFKA_PRODUCER_TIMEOUT_S",
+        minimum=1,
+        maximum=86400,
+    )
+    # The fields above, checked and ready for every client (built by load_settings); its repr leaves the password out.
+    security: KafkaSecurity = field(default_factory=KafkaSecurity, repr=False, compare=False)
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """`broker` as one URL per bootstrap server (`kafka://h1:9092,h2:9092` -> two), as Faust takes them."""
+        return broker_urls(self.broker)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Each location's national index: its country's default unless `by_country` says otherwise."""
+
+    enabled: bool = setting(_INDICES.enabled, "false: no record gets a local_index.")
+    by_country: Mapping[str, str | None] = setting(
+        _INDICES.by_country, "ISO country code -> index id, or null for none.", key_pattern="^[A-Z]{2}$", min_length=1
+    )
+
+
+@dataclass(frozen=True)
+class BackfillSettings:
+    """Where `airq backfill` reads history."""
+
+    archive_url: str = setting(
+        "https://openaq-data-archive.s3.amazonaws.com",
+        "Base URL of OpenAQ's archive layout; without a key, the simulator.",
+        env="OPENAQ_ARCHIVE_URL",
+        file=False,
+        pattern="^https?://",
+        expected="an http(s) URL",
+        check=_url,
+    )
+
+
+SECTIONS: dict[str, type] = {
+    "app": AppSettings,
+    "web": WebSettings,
+    "openaq": OpenAQSettings,
+    "simulator": SimulatorSettings,
+    "selection": SelectionSettings,
+    "filters": FilterSettings,
+    "dedup": DedupSettings,
+    "output": OutputSettings,
+    "kafka": KafkaSettings,
+    "indices": IndexSettings,
+    "backfill": BackfillSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section; `sources` says where each value came from (`output.finish_idle_s` -> a variable, a file key
+    or "default")."""
+
+    app: AppSettings = field(default_factory=AppSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    openaq: OpenAQSettings = field(default_factory=OpenAQSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    indices: IndexSettings = field(default_factory=IndexSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def from_environment(self, path: str) -> bool:
+        """Whether a setting (`openaq.base_url`) was given by its environment variable."""
+        return self.sources.get(path, "default") == DECLARED[path].rules.env
+
+    def filter_rules(self) -> FilterConfig:
+        """The stream's rules: the `filters` section, the `selection` (parameters, countries, bbox) and `indices`."""
+        return FilterConfig.from_dict(
+            {
+                "sentinels": list(self.filters.sentinels),
+                "drop_negative": self.filters.drop_negative,
+                "plausible_max": dict(self.filters.plausible_max),
+                "max_future_skew_s": self.filters.max_future_skew_s,
+                "max_age_hours": self.filters.max_age_hours,
+                "stuck_hours": self.filters.stuck_hours,
+                "parameters": list(self.selection.parameters),
+                "countries": list(self.selection.countries),
+                "bbox": list(self.selection.bbox) if self.selection.bbox else None,
+                "indices": {"enabled": self.indices.enabled, "by_country": dict(self.indices.by_country)},
+            }
+        )
+
+    def public(self) -> dict[str, Any]:
+        """What status pages may show: no key, token or password."""
+        return {
+            "app_id": self.app.id,
+            "role": self.app.role,
+            "broker": self.kafka.broker,
+            "kafka": {
+                **self.kafka.security.public(),
+                "replication_factor": self.kafka.replication_factor or "auto",
+                "min_insync_replicas": self.kafka.min_insync_replicas or "auto",
+            },
+            "partitions": self.app.partitions,
+            "web_port": self.web.port,
+            "data_dir": str(self.app.data_dir),
+            "output_dir": str(self.output.directory),
+            "openaq_base_url": self.openaq.base_url,
+            "using_simulator": self.openaq.using_simulator,
+            "api_key_set": not self.openaq.using_simulator,
+            "web_token_set": bool(self.web.token),
+            "poll_interval_s": self.openaq.poll_interval_s,
+            "parameters": list(self.selection.parameters),
+        }
+
+
+DECLARED = Declarations(SECTIONS, "airq pipeline settings")
+
+
+def pipeline_keys() -> frozenset[str]:
+    """Every key pipeline.json may hold, as `section.key`."""
+    return frozenset(DECLARED.file_keys)
+
+
+def load_pipeline(path: Path) -> dict[str, Any]:
+    """Read a pipeline file and check it against the declarations' schema."""
     try:
-        security = KafkaSecurity.from_settings(env, section)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"pipeline file {path} not found (set AIRQ_PIPELINE or create it)") from exc
+    except OSError as exc:
+        raise ConfigError(f"pipeline file {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"pipeline file {path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    DECLARED.check(data, str(path))
+    return data
+
+
+# KafkaSecurity's fields and the `kafka` settings they come from.
+_SECURITY_FIELDS = {
+    "protocol": "security_protocol",
+    "mechanism": "sasl_mechanism",
+    "username": "username",
+    "password": "password",
+    "ca_file": "ca_file",
+    "cert_file": "cert_file",
+    "key_file": "key_file",
+}
+
+
+def _kafka_security(kafka: KafkaSettings, sources: Mapping[str, str]) -> KafkaSecurity:
+    """The Kafka section's TLS and SASL fields, checked together; an error names where each value came from, or
+    the variable that would set it."""
+    names: dict[str, str] = {}
+    for attr, name in _SECURITY_FIELDS.items():
+        source = sources.get(f"kafka.{name}", "default")
+        names[attr] = str(DECLARED[f"kafka.{name}"].rules.env) if source == "default" else source
+    try:
+        return KafkaSecurity(**{attr: getattr(kafka, name) for attr, name in _SECURITY_FIELDS.items()}, sources=names)
     except KafkaConfigError as exc:
-        raise ConfigError(str(exc).replace("pipeline.json", str(pipeline_path))) from None
-    rf = _kafka_count(env, "AIRQ_KAFKA_REPLICATION_FACTOR", section, "replication_factor")
-    min_isr = _kafka_count(env, "AIRQ_KAFKA_MIN_INSYNC_REPLICAS", section, "min_insync_replicas")
+        raise ConfigError(str(exc)) from None
+
+
+def read_kafka_security(env: Mapping[str, str], section: Mapping[str, Any] | None = None) -> KafkaSecurity:
+    """The Kafka security of these variables over this `kafka` section of pipeline.json, checked as
+    `load_settings` checks them (for tools and tests that need no other setting)."""
+    data = {"kafka": dict(section or {})}
+    DECLARED.check(data, "pipeline.json")
+    sections, sources = read_sections({"kafka": KafkaSettings}, data, env, "pipeline.json")
+    return _kafka_security(sections["kafka"], sources)
+
+
+def _check_together(s: Settings, pipeline: Path) -> None:
+    """The rules that tie several settings together."""
+    if not s.web.token and not is_loopback(s.web.bind):
+        raise ConfigError(
+            f"AIRQ_WEB_TOKEN: required when the web server listens beyond loopback (web bind {s.web.bind!r}): "
+            "set a token, or bind 127.0.0.1"
+        )
+    bbox = s.selection.bbox
+    if bbox is not None and not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+        raise ConfigError(f"{pipeline}: selection.bbox: expected [minLon, minLat, maxLon, maxLat], got {list(bbox)}")
+    if s.openaq.requests_per_minute > s.openaq.requests_per_hour:
+        raise ConfigError(f"{pipeline}: openaq.requests_per_minute: larger than requests_per_hour")
+    rf, min_isr = s.kafka.replication_factor, s.kafka.min_insync_replicas
     if rf is not None and min_isr is not None and min_isr > rf:
         raise ConfigError(
             f"kafka.min_insync_replicas: {min_isr} is more than the replication factor {rf}: every write would fail"
         )
-    timeout = _env_float(env, "AIRQ_KAFKA_PRODUCER_TIMEOUT_S", 1.0) or float(section["producer_request_timeout_s"])
-    return {
-        "kafka_security": security,
-        "replication_factor": rf,
-        "min_insync_replicas": min_isr,
-        "producer_request_timeout_s": timeout,
-    }
-
-
-def is_loopback(bind: str) -> bool:
-    """Whether a web bind address reaches only this machine: 127.0.0.0/8, ::1 or `localhost`."""
-    host = bind.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name or an empty bind (every interface)
-
-
-def _web_token(env: dict[str, str], web_bind: str) -> str:
-    """AIRQ_WEB_TOKEN: optional on loopback, required when the web port is bound beyond it."""
-    token = (env.get("AIRQ_WEB_TOKEN") or "").strip()  # a quoted .env value may end in a newline
-    if any(not 0x21 <= ord(c) <= 0x7E for c in token):
-        # Never echo the token: it is a secret. Headers carry printable ASCII only.
-        raise ConfigError("AIRQ_WEB_TOKEN: contains spaces, control or non-ASCII characters (check the .env quoting)")
-    if not token and not is_loopback(web_bind):
-        raise ConfigError(
-            f"AIRQ_WEB_TOKEN: required when the web server listens beyond loopback (web bind {web_bind!r}): "
-            "set a token, or bind 127.0.0.1"
-        )
-    return token
-
-
-def _indices(section: dict[str, Any], pipeline_path: Path) -> IndexConfig:
-    """The `indices` section; an unknown index id stops start-up with one line naming the country."""
-    try:
-        return IndexConfig.from_dict(section)
+        IndexConfig.from_dict({"enabled": s.indices.enabled, "by_country": dict(s.indices.by_country)})
     except ValueError as exc:
-        raise ConfigError(f"{pipeline_path}: indices.{exc}") from None
-
-
-def load_settings(env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
-    """Build the settings from pipeline.json and the environment (and `.env`, which never overrides)."""
-    if env is None:
-        if dotenv:
-            load_dotenv(Path.cwd() / ".env", override=False)
-        env = dict(os.environ)
-    pipeline_path = Path(env.get("AIRQ_PIPELINE") or "pipeline.json")
-    p = load_pipeline(pipeline_path)
-
-    web_port = _env_int(env, "AIRQ_WEB_PORT", 1, 65535) or 6066
-    web_bind = env.get("AIRQ_WEB_BIND") or p["app"]["web_bind"]
-    web_token = _web_token(env, web_bind)
-    role = env.get("AIRQ_ROLE") or "all"
-    if role not in ROLES:
-        raise ConfigError(f"AIRQ_ROLE: {role!r} is not one of {', '.join(ROLES)}")
-    broker = _broker(env.get("AIRQ_BROKER") or "kafka://127.0.0.1:9092")
-    poll_interval = _env_float(env, "AIRQ_POLL_INTERVAL", 1.0) or float(p["openaq"]["poll_interval_s"])
-
-    api_key = (env.get("OPENAQ_API_KEY") or "").strip()  # a quoted .env value may end in a newline
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in api_key):
-        # Never echo the key: it is a secret, and its text is what is wrong.
-        raise ConfigError("OPENAQ_API_KEY: contains spaces or control characters (check the .env quoting)")
-    using_simulator = not api_key
-    if using_simulator:
-        base_url = env.get("OPENAQ_BASE_URL") or f"http://127.0.0.1:{p['simulator']['port']}"
-        api_key = SIMULATOR_KEY
-    else:
-        base_url = env.get("OPENAQ_BASE_URL") or p["openaq"]["base_url"]
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"OPENAQ_BASE_URL: {base_url!r} is not an http(s) URL")
-
-    bbox = p["selection"]["bbox"]
-    if bbox is not None and not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
-        raise ConfigError(f"{pipeline_path}: selection.bbox: expected [minLon, minLat, maxLon, maxLat], got {bbox}")
-    if p["openaq"]["requests_per_minute"] > p["openaq"]["requests_per_hour"]:
-        raise ConfigError(f"{pipeline_path}: openaq.requests_per_minute: larger than requests_per_hour")
-
-    settings = Settings(
-        app_id=p["app"]["id"],
-        partitions=int(p["app"]["partitions"]),
-        standby_replicas=int(p["app"]["standby_replicas"]),
-        web_bind=web_bind,
-        web_port=web_port,
-        role=role,
-        broker=broker,
-        data_dir=Path(env.get("AIRQ_DATA_DIR") or f"data/worker-{web_port}"),
-        output_dir=Path(env.get("AIRQ_OUTPUT_DIR") or "output"),
-        pipeline_path=pipeline_path,
-        base_url=base_url.rstrip("/"),
-        api_key=api_key,
-        using_simulator=using_simulator,
-        poll_interval_s=poll_interval,
-        requests_per_minute=int(p["openaq"]["requests_per_minute"]),
-        requests_per_hour=int(p["openaq"]["requests_per_hour"]),
-        timeout_s=float(p["openaq"]["timeout_s"]),
-        max_retries=int(p["openaq"]["max_retries"]),
-        locations_refresh_hours=float(p["openaq"]["locations_refresh_hours"]),
-        lookback_hours=int(p["openaq"]["lookback_hours"]),
-        page_limit=int(p["openaq"]["page_limit"]),
-        first_sight_lookback_hours=int(p["openaq"]["first_sight_lookback_hours"]),
-        gap_retry_minutes=float(p["openaq"]["gap_retry_minutes"]),
-        simulator_port=int(p["simulator"]["port"]),
-        simulator_locations=int(p["simulator"]["locations"]),
-        simulator_seed=int(p["simulator"]["seed"]),
-        parameters=tuple(p["selection"]["parameters"]),
-        countries=tuple(p["selection"]["countries"]),
-        bbox=tuple(bbox) if bbox is not None else None,
-        location_ids=tuple(p["selection"]["location_ids"]),
-        filters=dict(p["filters"]),
-        dedup_retention_hours=float(p["dedup"].get("retention_hours") or p["dedup"]["retention_days"] * 24),
-        rotate_max_bytes=int(p["output"]["rotate_max_bytes"]),
-        rotate_max_age_s=float(p["output"]["rotate_max_age_s"]),
-        flush_interval_s=float(p["output"]["flush_interval_s"]),
-        finish_idle_s=float(p["output"]["finish_idle_s"]),
-        session_timeout_s=float(p["app"]["session_timeout_s"]),
-        topic_prefix=env.get("AIRQ_TOPIC_PREFIX") or "",
-        **_kafka_settings(env, p["kafka"], pipeline_path),
-        indices=_indices(p["indices"], pipeline_path),
-        web_token=web_token,
-    )
+        raise ConfigError(f"{pipeline}: indices.{exc}") from None
     # No rule ties the de-duplication retention to filters.max_age_hours: a measurement older than its sensor's
     # de-duplication window is dropped as too_old whatever max_age_hours allows, and max_age_hours does not apply to
     # backfilled history (airq_app.domain.decide).
     try:
-        settings.filter_rules()
+        s.filter_rules()
     except ValueError as exc:
-        raise ConfigError(f"{pipeline_path}: {exc}") from None
+        raise ConfigError(f"{pipeline}: {exc}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
+    """The settings from pipeline.json and the environment (and `.env`, which never overrides)."""
+    if env is None:
+        if dotenv:
+            load_dotenv(Path.cwd() / ".env", override=False)
+        env = dict(os.environ)
+    pipeline: Path = DECLARED.environment_value("app.pipeline", env)
+    sections, sources = DECLARED.read(load_pipeline(pipeline), env, str(pipeline))
+    openaq: OpenAQSettings = sections["openaq"]
+    if not openaq.api_key:
+        # Simulator mode: the simulator's URL unless OPENAQ_BASE_URL says otherwise, and its archive for backfill.
+        given = sources["openaq.base_url"] == DECLARED["openaq.base_url"].rules.env
+        base_url = openaq.base_url if given else f"http://127.0.0.1:{sections['simulator'].port}"
+        sections["openaq"] = replace(openaq, api_key=SIMULATOR_KEY, base_url=base_url)
+        if sources["backfill.archive_url"] == "default":
+            sections["backfill"] = replace(sections["backfill"], archive_url=base_url)
+    sections["kafka"] = replace(sections["kafka"], security=_kafka_security(sections["kafka"], sources))
+    settings = Settings(**sections, sources=sources)
+    _check_together(settings, pipeline)
     return settings
+
+
+if __name__ == "__main__":
+    # Writes pipeline.schema.json from the declarations (a unit test fails while it is out of date).
+    SCHEMA_PATH.write_text(dump_json(DECLARED.schema) + "\n", encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}", file=sys.stderr)

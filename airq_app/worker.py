@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from airq_app import backfill, memory
-from airq_app.application import AirqApp, create_app, web_host
+from airq_app.application import AirqApp, create_app
 from airq_app.ingest import progress as progress_log
 from airq_app.ingest.election import PollerElection
 from airq_app.ingest.gaps import GivenUp, SensorProgress
@@ -40,39 +40,40 @@ ELECTION_SESSION_TIMEOUT_S = 6.0  # the broker's smallest allowed session: a dea
 
 def build(settings: Settings) -> Runtime:
     app = create_app(settings)
-    names = topics_mod.TopicNames.with_prefix(settings.topic_prefix)
-    topics = topics_mod.declare(app, names, settings.partitions)
+    names = topics_mod.TopicNames.with_prefix(settings.app.topic_prefix)
+    topics = topics_mod.declare(app, names, settings.app.partitions)
     app.topic_specs.update(
         {
-            names.measurements: TopicSpec(settings.partitions),
-            names.dead_letter: TopicSpec(settings.partitions),
+            names.measurements: TopicSpec(settings.app.partitions),
+            names.dead_letter: TopicSpec(settings.app.partitions),
             names.poller_election: TopicSpec(1),
             names.poller_progress: TopicSpec(progress_log.PARTITIONS, {"cleanup.policy": "compact"}),
         }
     )
-    url = f"http://{web_host(settings)}:{settings.web_port}"
+    url = f"http://{settings.web.host}:{settings.web.port}"
     rt = Runtime(settings, app, WorkerStatus(), Metrics(), topics, url)
 
-    if settings.processes:
+    if settings.app.processes:
         rt.stream = StreamProcessor(
             app,
             topics,
-            tables_mod.declare(app, settings.partitions),
+            tables_mod.declare(app, settings.app.partitions),
             rt.status,
             rt.metrics,
             settings.filter_rules(),
-            settings.dedup_retention_hours,
+            settings.dedup.window_hours,
             settings.output,
+            worker_id=f"w{settings.web.port}",
         )
         rt.stream.catch_up = ChangelogCatchUp(
             [rt.stream.tables.sensor_history, rt.stream.tables.latest_by_location],
             app.bootstrap_servers(),
-            settings.kafka_security.aiokafka_kwargs(),
+            settings.kafka.security.aiokafka_kwargs(),
         )
         rt.stream.install()
         locations.install(rt)
 
-    if settings.polls:
+    if settings.app.polls:
         _install_poller(rt, app, topics)
 
     views.install(rt)
@@ -107,18 +108,18 @@ def _install_poller(rt: Runtime, app: AirqApp, topics: topics_mod.Topics) -> Non
         return await progress.send(key=key, value=value)  # type: ignore[return-value]
 
     async def load() -> tuple[dict[int, SensorProgress], GivenUp]:
-        client_kwargs = settings.kafka_security.aiokafka_kwargs()
+        client_kwargs = settings.kafka.security.aiokafka_kwargs()
         return await progress_log.read_progress(app.bootstrap_servers(), topics.names.poller_progress, client_kwargs)
 
     poller = rt.poller = Poller(settings, rt.status, rt.metrics, send, save, load)
     election = rt.election = PollerElection(
         app.bootstrap_servers(),
         topics.names.poller_election,
-        f"{settings.app_id}{'-' + settings.topic_prefix.rstrip('-') if settings.topic_prefix else ''}-poller",
+        f"{settings.app.id}{'-' + settings.app.topic_prefix.rstrip('-') if settings.app.topic_prefix else ''}-poller",
         rt.url,
         session_timeout_s=ELECTION_SESSION_TIMEOUT_S,
-        client_kwargs=settings.kafka_security.aiokafka_kwargs(),
-        redact=settings.kafka_security.redact,
+        client_kwargs=settings.kafka.security.aiokafka_kwargs(),
+        redact=settings.kafka.security.redact,
     )
     app.after_start.append(election.start)
     # At stop: the poller sends what it holds and writes its progress before another worker may take over.

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from airq_app.settings import pipeline_keys
 from airq_app.web.auth import token_headers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,10 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.25, what: str =
 
 
 class Pipeline:
-    """An isolated pipeline on the shared broker: its own topics (prefix), app id, output and files."""
+    """An isolated pipeline on the shared broker: its own topics (prefix), app id, output and files.
+
+    `section__key=value` overrides a key of the shipped pipeline.json (`output__finish_idle_s=0`); a key the
+    settings do not declare is refused here rather than by the worker at start."""
 
     def __init__(
         self,
@@ -77,7 +81,9 @@ class Pipeline:
         self.app_id = f"airq-{self.prefix.rstrip('-')}"
         pipeline["app"]["id"] = self.app_id
         for dotted, value in pipeline_overrides.items():
-            section, key = dotted.split("__", 1)
+            section, _, key = dotted.partition("__")
+            if f"{section}.{key}" not in pipeline_keys():
+                raise TypeError(f"Pipeline: {dotted} names no pipeline.json key (declared in airq_app.settings)")
             pipeline.setdefault(section, {})[key] = value
         self.pipeline_path = base / "pipeline.json"
         self.pipeline_path.write_text(json.dumps(pipeline, indent=2))

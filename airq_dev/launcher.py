@@ -60,9 +60,9 @@ def run() -> int:
     except ConfigError as exc:
         print(f"airq: configuration error: {exc}", file=sys.stderr)
         return 2
-    if not _port_free(settings.web_port):
+    if not _port_free(settings.web.port):
         print(
-            f"airq: web port {settings.web_port} is in use: stop the other worker or set AIRQ_WEB_PORT",
+            f"airq: web port {settings.web.port} is in use: stop the other worker or set AIRQ_WEB_PORT",
             file=sys.stderr,
         )
         return 2
@@ -81,17 +81,17 @@ def run() -> int:
     signal.signal(signal.SIGINT, on_term)
     try:
         if local_kafka.configured_broker():
-            print(f"airq: using the broker at {settings.broker}", flush=True)
+            print(f"airq: using the broker at {settings.kafka.broker}", flush=True)
         else:
             started_broker = not local_kafka.answers_metadata(local_kafka.LocalBroker().bootstrap, 2.0)
             local_kafka.start()
 
-        if settings.using_simulator and not os.environ.get("OPENAQ_BASE_URL"):
-            port = settings.simulator_port
+        if settings.openaq.using_simulator and not settings.from_environment("openaq.base_url"):
+            port = settings.simulator.port
             if not _port_free(port):
                 print(
                     f"airq: simulator port {port} is in use: stop what runs there or change simulator.port "
-                    f"in {settings.pipeline_path}",
+                    f"in {settings.app.pipeline}",
                     file=sys.stderr,
                 )
                 return 2
@@ -103,9 +103,9 @@ def run() -> int:
                     "--port",
                     str(port),
                     "--locations",
-                    str(settings.simulator_locations),
+                    str(settings.simulator.locations),
                     "--seed",
-                    str(settings.simulator_seed),
+                    str(settings.simulator.seed),
                 ],
                 start_new_session=True,
             )
@@ -114,23 +114,23 @@ def run() -> int:
                 return 1
             print(
                 f"airq: no OPENAQ_API_KEY set: polling the OpenAQ simulator at http://127.0.0.1:{port} "
-                f"({settings.simulator_locations} simulated locations)",
+                f"({settings.simulator.locations} simulated locations)",
                 flush=True,
             )
-        elif settings.using_simulator:
-            print(f"airq: no OPENAQ_API_KEY set: polling {settings.base_url} without a key", flush=True)
+        elif settings.openaq.using_simulator:
+            print(f"airq: no OPENAQ_API_KEY set: polling {settings.openaq.base_url} without a key", flush=True)
         else:
-            print(f"airq: polling {settings.base_url} with the key from OPENAQ_API_KEY", flush=True)
+            print(f"airq: polling {settings.openaq.base_url} with the key from OPENAQ_API_KEY", flush=True)
 
         print(
-            f"airq: output in {settings.output_dir.resolve()}, status at "
-            f"http://127.0.0.1:{settings.web_port}/airq/status  (Ctrl-C stops everything)",
+            f"airq: output in {settings.output.directory.resolve()}, status at "
+            f"http://127.0.0.1:{settings.web.port}/airq/status  (Ctrl-C stops everything)",
             flush=True,
         )
-        if settings.web_token:
+        if settings.web.token:
             print(
                 "airq: every endpoint but /airq/health wants AIRQ_WEB_TOKEN (Authorization: Bearer or X-API-Key); "
-                f"the dashboard at http://127.0.0.1:{settings.web_port}/airq/ asks for it once",
+                f"the dashboard at http://127.0.0.1:{settings.web.port}/airq/ asks for it once",
                 flush=True,
             )
         worker = subprocess.Popen(

@@ -3,15 +3,15 @@
 
 Days are UTC and inclusive. `--location` and `--country` may be repeated and take comma-separated lists; without
 either, the configured selection (`selection.location_ids`, else every location of `selection.countries` /
-`selection.bbox`) is backfilled. The archive's base URL is `OPENAQ_ARCHIVE_URL` (default: OpenAQ's, or the
-simulator's without an API key). Exit status 0 when every requested day was sent (now or by an earlier run), 1 when
-some failed (run the command again to retry them), 2 for bad options.
+`selection.bbox`) is backfilled. The archive's base URL is the settings' `backfill.archive_url`
+(`OPENAQ_ARCHIVE_URL`; default OpenAQ's, or the simulator's without an API key). Exit status 0 when every
+requested day was sent (now or by an earlier run), 1 when some failed (run the command again to retry them), 2
+for bad options.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterable
 from datetime import date
@@ -20,7 +20,7 @@ from typing import Any
 from faust.cli import AppCommand, option
 
 from airq_app.backfill import job
-from airq_app.backfill.sources import DEFAULT_ARCHIVE_URL, SourceError
+from airq_app.backfill.sources import SourceError
 from airq_app.settings import Settings
 
 log = logging.getLogger("airq.backfill")
@@ -51,12 +51,10 @@ def parse_request(
     source: str,
     locations: Iterable[str],
     countries: Iterable[str],
-    settings: Settings | None = None,
+    archive_url: str,
 ) -> job.BackfillRequest:
-    """The request from the command's options; BackfillFailed (status 2) names a bad one.
-
-    The archive is `OPENAQ_ARCHIVE_URL`, else OpenAQ's; in simulator mode (no API key) the simulator, which serves
-    the archive layout of its own world at its base URL."""
+    """The request from the command's options and the archive to read (`backfill.archive_url`); BackfillFailed
+    (status 2) names a bad option."""
     first, last = _day(date_from, "--from"), _day(date_to, "--to")
     if last < first:
         raise BackfillFailed(f"airq backfill: --to {last} is before --from {first}")
@@ -71,11 +69,7 @@ def parse_request(
     for code in codes:
         if len(code) != 2 or not code.isalpha():
             raise BackfillFailed(f"airq backfill: --country {code!r} is not an ISO 3166 alpha-2 code")
-    default = settings.base_url if settings is not None and settings.using_simulator else DEFAULT_ARCHIVE_URL
-    archive = (os.environ.get("OPENAQ_ARCHIVE_URL") or default).rstrip("/")
-    if not archive.startswith(("http://", "https://")):
-        raise BackfillFailed(f"airq backfill: OPENAQ_ARCHIVE_URL {archive!r} is not an http(s) URL")
-    return job.BackfillRequest(first, last, source, tuple(ids), tuple(codes), archive)
+    return job.BackfillRequest(first, last, archive_url, source, tuple(ids), tuple(codes))
 
 
 def install(app: Any, settings: Settings) -> None:
@@ -98,7 +92,7 @@ def install(app: Any, settings: Settings) -> None:
         countries: tuple[str, ...],
     ) -> None:
         """Send OpenAQ history through the stream, exactly once; resumable."""
-        request = parse_request(date_from, date_to, source, locations, countries, settings)
+        request = parse_request(date_from, date_to, source, locations, countries, settings.backfill.archive_url)
         try:
             outcome = await job.run(settings, request)
         except SourceError as exc:

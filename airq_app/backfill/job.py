@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from airq_app import openaq
 from airq_app.backfill.progress import ProgressBar, ProgressFile
-from airq_app.backfill.sources import API_SHARE, DEFAULT_ARCHIVE_URL, ApiSource, ArchiveSource, SourceError
+from airq_app.backfill.sources import API_SHARE, ApiSource, ArchiveSource, SourceError
 from airq_app.domain import measurement
 from airq_app.domain.selection import Selection
 from airq_app.kafka import admin
@@ -47,10 +47,10 @@ class Source(Protocol):
 class BackfillRequest:
     first: date
     last: date
+    archive_url: str  # the settings' `backfill.archive_url`
     source: str = "archive"
     locations: tuple[int, ...] = ()
     countries: tuple[str, ...] = ()
-    archive_url: str = DEFAULT_ARCHIVE_URL
 
     def days(self) -> list[date]:
         return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
@@ -78,12 +78,12 @@ def message(m: dict[str, Any]) -> tuple[bytes, bytes]:
 def api_client(settings: Settings) -> openaq.OpenAQClient:
     """A client with `API_SHARE` of the configured request budget: the live poller keeps the rest."""
     return openaq.OpenAQClient(
-        settings.base_url,
-        settings.api_key,
-        per_minute=max(1, int(settings.requests_per_minute * API_SHARE)),
-        per_hour=max(1, int(settings.requests_per_hour * API_SHARE)),
-        timeout=(5.0, settings.timeout_s),
-        max_retries=settings.max_retries,
+        settings.openaq.base_url,
+        settings.openaq.api_key,
+        per_minute=max(1, int(settings.openaq.requests_per_minute * API_SHARE)),
+        per_hour=max(1, int(settings.openaq.requests_per_hour * API_SHARE)),
+        timeout=(5.0, settings.openaq.timeout_s),
+        max_retries=settings.openaq.max_retries,
         user_agent="airq-backfill/0.1",
     )
 
@@ -102,8 +102,8 @@ def resolve_locations(
 ) -> tuple[list[int], dict[int, dict[str, Any]]]:
     """(location ids, sensor index): `--location` ids, the locations of `--country` codes, or the configured
     selection; with each location's sensors and metadata where the API or the poller's cache has them."""
-    selection = Selection.from_settings(settings)
-    index = cached_index(settings.data_dir)
+    selection = Selection.from_settings(settings.selection)
+    index = cached_index(settings.app.data_dir)
     ids: set[int] = set(request.locations)
     if request.countries:
         if client is None:
@@ -161,7 +161,7 @@ async def run(
         locations = ids
         if source is None:
             source = ApiSource(client, index) if request.source == "api" else ArchiveSource(request.archive_url, index)
-    progress = ProgressFile(settings.data_dir / "backfill" / f"{source.name}.done")
+    progress = ProgressFile(settings.app.data_dir / "backfill" / f"{source.name}.done")
     outcome = Outcome()
     lanes: list[list[tuple[int, date]]] = [[] for _ in range(LANES)]
     for n, location_id in enumerate(locations):
@@ -181,21 +181,21 @@ async def run(
         outcome.skipped_units,
     )
     bar = ProgressBar(outcome.units, stream=stream)
-    topic = TopicNames.with_prefix(settings.topic_prefix).measurements
-    security = settings.kafka_security
-    bootstrap = [url.split("://", 1)[-1] for url in settings.broker_urls]
+    topic = TopicNames.with_prefix(settings.app.topic_prefix).measurements
+    security = settings.kafka.security
+    bootstrap = [url.split("://", 1)[-1] for url in settings.kafka.broker_urls]
     await admin.ensure_topics(
         bootstrap,
-        {topic: admin.TopicSpec(settings.partitions)},
-        settings.replication_factor,
+        {topic: admin.TopicSpec(settings.app.partitions)},
+        settings.kafka.replication_factor,
         security,
-        settings.min_insync_replicas,
+        settings.kafka.min_insync_replicas,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024, **security.aiokafka_kwargs()
     )
     await producer.start()
-    parameters = frozenset(settings.parameters)
+    parameters = frozenset(settings.selection.parameters)
     fetch = source.fetch
     assert source is not None
 

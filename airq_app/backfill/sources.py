@@ -1,9 +1,9 @@
 """Where history comes from: OpenAQ's public archive, or the API's hourly series. Blocking; run in threads.
 
-Archive (`OPENAQ_ARCHIVE_URL`, https://docs.openaq.org/aws/about): one gzip CSV per location and UTC day,
-`records/csv.gz/locationid={id}/year={yyyy}/month={mm}/location-{id}-{yyyymmdd}.csv.gz`, columns `location_id,
-sensors_id, location, datetime, lat, lon, parameter, units, value`, `datetime` the end of the hour in local time
-with its offset. No key (none is ever sent there) and no rate limit; 404 means no data that day. Transient
+Archive (the settings' `backfill.archive_url`, https://docs.openaq.org/aws/about): one gzip CSV per location and
+UTC day, `records/csv.gz/locationid={id}/year={yyyy}/month={mm}/location-{id}-{yyyymmdd}.csv.gz`, columns
+`location_id, sensors_id, location, datetime, lat, lon, parameter, units, value`, `datetime` the end of the hour
+in local time with its offset. No key (none is ever sent there) and no rate limit; 404 means no data that day. Transient
 failures (connection, timeout, 5xx, a cut gzip stream) are retried with backoff; bodies are read up to
 `MAX_BODY_BYTES`.
 
@@ -35,7 +35,6 @@ from airq_app.domain import timeutil
 
 log = logging.getLogger("airq.backfill")
 
-DEFAULT_ARCHIVE_URL = "https://openaq-data-archive.s3.amazonaws.com"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 API_SHARE = 0.25  # of the configured per-minute and per-hour budget
 
@@ -101,7 +100,7 @@ class ArchiveSource:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_ARCHIVE_URL,
+        base_url: str,
         index: SensorIndex | None = None,
         *,
         timeout: tuple[float, float] = (5.0, 60.0),

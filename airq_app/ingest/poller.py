@@ -71,20 +71,22 @@ class Poller:
         self._send = send
         self._save = save_progress
         self._load = load_progress
-        self.selection = Selection.from_settings(settings)
+        self.selection = Selection.from_settings(settings.selection)
         self.client = client or openaq.OpenAQClient(
-            settings.base_url,
-            settings.api_key,
-            per_minute=settings.requests_per_minute,
-            per_hour=settings.requests_per_hour,
-            timeout=(5.0, settings.timeout_s),
-            max_retries=settings.max_retries,
+            settings.openaq.base_url,
+            settings.openaq.api_key,
+            per_minute=settings.openaq.requests_per_minute,
+            per_hour=settings.openaq.requests_per_hour,
+            timeout=(5.0, settings.openaq.timeout_s),
+            max_retries=settings.openaq.max_retries,
         )
         self.backlog = Backlog(
-            settings.lookback_hours, settings.first_sight_lookback_hours, settings.gap_retry_minutes * 60
+            settings.openaq.lookback_hours,
+            settings.openaq.first_sight_lookback_hours,
+            settings.openaq.gap_retry_minutes * 60,
         )
         self._cycle = asyncio.Lock()
-        self._locations_file = settings.data_dir / "locations.json"
+        self._locations_file = settings.app.data_dir / "locations.json"
         self.sensor_index: dict[int, dict[str, Any]] = {}
         self._locations_fetched_at = 0.0
         self._loaded = False  # the backlog holds the progress topic's contents (read when this worker leads)
@@ -109,7 +111,7 @@ class Poller:
             if self._loaded:  # polled before (maybe during the cycle that just ended): another worker polls now
                 await self._handed_over()
             return
-        if self._last_start and time.monotonic() - self._last_start < self.settings.poll_interval_s:
+        if self._last_start and time.monotonic() - self._last_start < self.settings.openaq.poll_interval_s:
             return
         async with self._cycle:
             self._last_start = time.monotonic()
@@ -117,7 +119,7 @@ class Poller:
                 await self.poll_cycle()
             except Exception as exc:  # a cycle must never take the worker down
                 self.status.last_poll.outcome = "failed"
-                self.status.last_poll.errors = [openaq.scrub(str(exc), self.settings.api_key)[:300]]
+                self.status.last_poll.errors = [openaq.scrub(str(exc), self.settings.openaq.api_key)[:300]]
                 log.exception("airq: poll cycle failed")
             finally:
                 self.status.inc("poll_cycles")
@@ -147,10 +149,10 @@ class Poller:
                 _load_cached_locations, self._locations_file
             )
         age_h = (time.time() - self._locations_fetched_at) / 3600
-        if not force and self.sensor_index and age_h < self.settings.locations_refresh_hours:
+        if not force and self.sensor_index and age_h < self.settings.openaq.locations_refresh_hours:
             return
         locations = await asyncio.to_thread(
-            lambda: self.client.list_locations(self.selection.query_filters(), limit=self.settings.page_limit)
+            lambda: self.client.list_locations(self.selection.query_filters(), limit=self.settings.openaq.page_limit)
         )
         index = openaq.index_locations(locations)
         index = {k: v for k, v in index.items() if self.selection.has_location(v["location_id"])}
@@ -189,12 +191,14 @@ class Poller:
         fetched_at = timeutil.now_utc()
         latest_before = client.request_count
         # One OpenAQ parameter id per unit (e.g. no2 in ppm, ppb and µg/m³): each is a separate /latest listing.
-        for name, parameter_id in openaq.parameter_variants(self.settings.parameters):
+        for name, parameter_id in openaq.parameter_variants(self.settings.selection.parameters):
             if not self._polling():
                 break
             try:
                 items = await asyncio.to_thread(
-                    lambda pid=parameter_id: list(client.latest_for_parameter(pid, limit=self.settings.page_limit))
+                    lambda pid=parameter_id: list(
+                        client.latest_for_parameter(pid, limit=self.settings.openaq.page_limit)
+                    )
                 )
             except openaq.OpenAQError as exc:
                 errors.append(f"{name}: {exc}")
@@ -219,7 +223,7 @@ class Poller:
         last.duration_s = round(time.monotonic() - started, 3)
         last.requests = client.request_count - requests_before
         last.measurements = sent
-        last.errors = [openaq.scrub(e, self.settings.api_key) for e in errors[-10:]]
+        last.errors = [openaq.scrub(e, self.settings.openaq.api_key) for e in errors[-10:]]
         last.outcome = "ok" if not errors else ("partial" if sent else "failed")
         last.rate_limit_remaining = client.last_rate_limit_remaining
         status.openaq_responses.clear()
@@ -317,7 +321,7 @@ class Poller:
 
     def _catch_up_allowed(self, began: float) -> bool:
         """Another catch-up request fits: within this cycle's share of time and the budget the listings leave."""
-        if not self._polling() or time.monotonic() - began > self.settings.poll_interval_s:
+        if not self._polling() or time.monotonic() - began > self.settings.openaq.poll_interval_s:
             return False
         budget = self.client.budget
         if budget.wait_time() > 0:
@@ -328,7 +332,7 @@ class Poller:
         now = time.monotonic()
         while self._catch_up_times and self._catch_up_times[0] <= now - budget.hour_seconds:
             self._catch_up_times.popleft()
-        cycles_per_hour = budget.hour_seconds / max(self.settings.poll_interval_s, 1.0)
+        cycles_per_hour = budget.hour_seconds / max(self.settings.openaq.poll_interval_s, 1.0)
         share = max(budget.per_hour // 10, int(budget.per_hour - self._latest_requests * cycles_per_hour))
         return len(self._catch_up_times) < share
 
@@ -349,7 +353,7 @@ class Poller:
                 "(make backfill fetches them from the archive)",
                 n,
                 len(expired),
-                self.settings.lookback_hours,
+                self.settings.openaq.lookback_hours,
             )
         sent = asked = unanswered = 0
         began = time.monotonic()
@@ -364,7 +368,7 @@ class Poller:
                 # Period ends in (from, to]: from the hour before the oldest missing one to the newest.
                 since, until = hour_text(hours[0] - 1), hour_text(hours[-1])
                 rows = await asyncio.to_thread(
-                    self.client.sensor_hours, sensor_id, since, until, limit=self.settings.page_limit
+                    self.client.sensor_hours, sensor_id, since, until, limit=self.settings.openaq.page_limit
                 )
             except openaq.OpenAQError as exc:
                 errors.append(f"catch-up {sensor_id}: {exc}")  # its hours stay missing: asked again next cycle
@@ -404,8 +408,9 @@ class Poller:
         found["progress_loaded"] = self._loaded
         found["unacknowledged_messages"] = len(self._in_flight)
         days = found["given_up_days"]
+        lookback = self.settings.openaq.lookback_hours
         found["backfill"] = (
-            f"hours older than the {self.settings.lookback_hours} h look-back were given up on {len(days)} day(s): "
+            f"hours older than the {lookback} h look-back were given up on {len(days)} day(s): "
             f"run `make backfill FROM={days[0]} TO={days[-1]}` (days: {', '.join(days)})"
             if days
             else None

@@ -21,18 +21,6 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
-# dataclass field -> (environment variable, key of the pipeline.json `kafka` section)
-_SETTINGS = {
-    "protocol": ("AIRQ_KAFKA_SECURITY_PROTOCOL", "security_protocol"),
-    "mechanism": ("AIRQ_KAFKA_SASL_MECHANISM", "sasl_mechanism"),
-    "username": ("AIRQ_KAFKA_USERNAME", "username"),
-    "password": ("AIRQ_KAFKA_PASSWORD", None),
-    "ca_file": ("AIRQ_KAFKA_CA_FILE", "ca_file"),
-    "cert_file": ("AIRQ_KAFKA_CERT_FILE", "cert_file"),
-    "key_file": ("AIRQ_KAFKA_KEY_FILE", "key_file"),
-}
-_SECRET_KEYS = ("password", "sasl_password", "sasl_plain_password")
-
 
 class KafkaConfigError(ValueError):
     """A Kafka setting that cannot work; the message names the setting and the problem in one line."""
@@ -45,7 +33,10 @@ def _no_passphrase() -> bytes:
 
 @dataclass(frozen=True)
 class KafkaSecurity:
-    """Security settings shared by every Kafka client airq opens; validated when built."""
+    """Security settings shared by every Kafka client airq opens; validated when built.
+
+    `airq_app.settings` declares the settings and builds it from them; `sources` names, for the error messages,
+    the variable or pipeline.json key each value came from (or would come from)."""
 
     protocol: str = "PLAINTEXT"
     mechanism: str | None = None
@@ -54,34 +45,11 @@ class KafkaSecurity:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    # Where each setting came from, for the error messages (an environment variable or a pipeline.json key).
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     _ssl_context: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
-    @classmethod
-    def from_settings(cls, env: Mapping[str, str], kafka_section: Mapping[str, Any] | None = None) -> KafkaSecurity:
-        """Build from environment variables, which override the pipeline.json `kafka` section."""
-        section = dict(kafka_section or {})
-        for key in _SECRET_KEYS:
-            if key in section:
-                raise KafkaConfigError(
-                    f"pipeline.json: kafka.{key} is not allowed: set AIRQ_KAFKA_PASSWORD in the environment or .env"
-                )
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for name, (variable, key) in _SETTINGS.items():
-            raw = env.get(variable)
-            if raw is not None and raw.strip():
-                values[name], sources[name] = (raw if name == "password" else raw.strip()), variable
-            elif key is not None and section.get(key) not in (None, ""):
-                value = section[key]
-                if not isinstance(value, str):
-                    raise KafkaConfigError(f"pipeline.json: kafka.{key}: {value!r} is not a string")
-                values[name], sources[name] = value.strip(), f"pipeline.json kafka.{key}"
-        return cls(**values, sources=sources)
-
     def _name(self, setting: str) -> str:
-        return self.sources.get(setting, _SETTINGS[setting][0])
+        return self.sources.get(setting, setting)
 
     def __post_init__(self) -> None:
         protocol = (self.protocol or "PLAINTEXT").strip().upper().replace("-", "_")

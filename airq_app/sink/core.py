@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airq_app.settings import OutputSettings
 from airq_app.sink import files
 from airq_app.sink.files import Abandoned, OpenFile, storage_kind, storage_reason
 from airq_app.sink.locks import PartitionLocks, peek_finished, unlock
@@ -28,7 +29,8 @@ log = logging.getLogger("airq.sink")
 
 RETRY_S = 2.0  # between retries while blocked
 DISCARD_S = 2.0  # at most, to delete a dropped file when giving a partition up
-QUIET_S = 0.25  # a caught-up partition's file is finished once this long passes without a write
+FLUSH_BYTES = 1024 * 1024  # an open file's pending lines are written out at this size
+CLOSE_TIMEOUT_S = 10.0  # at most, to finish the files of a partition being given up
 
 
 @dataclass(eq=False)
@@ -53,26 +55,24 @@ class SinkClosed(RuntimeError):
 
 
 class JsonLinesSink:
+    """Writes each partition's records to its own files in `output.directory`, named after `worker_id`; files are
+    finished by the `output` section's size, age and idle rules."""
+
     def __init__(
         self,
-        output_dir: Path,
+        output: OutputSettings,
         worker_id: str,
         *,
-        max_bytes: int = 16 * 1024 * 1024,
-        max_age_s: float = 30.0,
-        quiet_s: float = QUIET_S,
-        flush_bytes: int = 1024 * 1024,
+        flush_bytes: int = FLUSH_BYTES,
         on_blocked: Callable[[str | None], None] | None = None,
         on_finished: Callable[[int, int], None] | None = None,
         before_finish: Callable[[], Awaitable[None]] | None = None,
-        close_timeout_s: float = 10.0,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
     ) -> None:
-        self.output_dir = output_dir
-        self.state_dir = output_dir / "_state"
+        self.output = output
+        self.output_dir = output.directory
+        self.state_dir = output.directory / "_state"
         self.worker_id = re.sub(r"[^A-Za-z0-9_.-]", "_", worker_id)
-        self.max_bytes = max_bytes
-        self.max_age_s = max_age_s
-        self.quiet_s = quiet_s
         self.flush_bytes = flush_bytes
         self.backlog_bytes = 4 * flush_bytes
         self.close_timeout_s = close_timeout_s
@@ -322,7 +322,7 @@ class JsonLinesSink:
             # The partition's files are being flushed or finished (which waits for Kafka): the stream goes on, and
             # the flush or rotation happens at a later write or tick; past `backlog_bytes` it waits.
             return
-        if f.size + f.pending_bytes >= self.max_bytes:
+        if f.size + f.pending_bytes >= self.output.rotate_max_bytes:
             async with lock:
                 # Given up meanwhile: the release finished this record's file (acknowledged) or dropped it.
                 if self.partitions.get(partition) is state and not state.releasing:
@@ -358,7 +358,11 @@ class JsonLinesSink:
                 return
             f = state.file
             if state.closing or (
-                f is not None and (now - f.opened_at >= self.max_age_s or f.size + f.pending_bytes >= self.max_bytes)
+                f is not None
+                and (
+                    now - f.opened_at >= self.output.rotate_max_age_s
+                    or f.size + f.pending_bytes >= self.output.rotate_max_bytes
+                )
             ):
                 self._detach(state)
                 await self._guarded(state, self._finish_closing, state)
@@ -366,17 +370,19 @@ class JsonLinesSink:
                 await self._guarded(state, self._flush, f)
 
     def finish_when_quiet(self, partition: int) -> None:
-        """The stream has caught up with the partition: finish its open file once `quiet_s` passes without a
-        write to it, rather than when it reaches `max_age_s`. A burst (one poll of every location) is then in
-        finished files a quarter of a second after its last message; a steady stream is not split into more
-        files, as its writes keep coming within `quiet_s`."""
+        """The stream has caught up with the partition: finish its open file once `output.finish_idle_s` passes
+        without a write to it, rather than when it reaches `output.rotate_max_age_s`. A burst (one poll of every
+        location) is then in finished files soon after its last message; a steady stream is not split into more
+        files, as its writes keep coming within that time."""
         state = self.partitions.get(partition)
         if state is None or state.file is None or state.quiet is not None or state.releasing:
             return
         self._check_quiet_later(state, state.file)
 
     def _check_quiet_later(self, state: PartitionState, f: OpenFile) -> None:
-        state.quiet = asyncio.get_running_loop().call_later(self.quiet_s, self._quiet_due, state, f, f.records)
+        state.quiet = asyncio.get_running_loop().call_later(
+            self.output.finish_idle_s, self._quiet_due, state, f, f.records
+        )
 
     def _still_current(self, state: PartitionState, f: OpenFile) -> bool:
         return self.partitions.get(state.partition) is state and not state.releasing and state.file is f

@@ -11,7 +11,7 @@ failed write or fsync the file on disk cannot be trusted, and memory is the only
   that fails too, it is discarded and written again from memory. A file with a partial line is never
   finished.
 
-The cost is memory: at most the size of the unfinished files, i.e. `max_bytes` (16 MB by default) for each
+The cost is memory: at most the size of the unfinished files, i.e. `output.rotate_max_bytes` for each
 partition being written plus the detached files that wait to be finished. Rotation by age keeps files far
 smaller at ordinary rates, and the copy is freed as soon as the file's fsync succeeds.
 

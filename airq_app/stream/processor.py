@@ -61,6 +61,7 @@ class StreamProcessor:
         rules: FilterConfig,
         retention_hours: float,
         output: OutputSettings,
+        worker_id: str,
     ) -> None:
         self.app = app
         self.topics = topics
@@ -69,17 +70,14 @@ class StreamProcessor:
         self.metrics = metrics
         self.rules = rules
         self.retention_s = retention_hours * 3600
+        self.output = output
         self.sink = JsonLinesSink(
-            output.directory,
-            worker_id=output.worker_id,
-            max_bytes=output.rotate_max_bytes,
-            max_age_s=output.rotate_max_age_s,
-            quiet_s=output.finish_idle_s,
+            output,
+            worker_id,
             on_blocked=self._blocked,
             on_finished=self._finished,
             before_finish=self.flush_changelog,
         )
-        self.flush_interval_s = output.flush_interval_s
         self.cursor = PartitionCursor()
         self.summaries = LocationSummaries(tables.latest_by_location)
         # Sensor state is written behind: delivered (changelog, then RocksDB) before any file is finished.
@@ -100,7 +98,7 @@ class StreamProcessor:
         """Register the agent, the output timer, the assignment handlers and the stop hook on the app."""
         app = self.app
         app.agent(self.topics.measurements, name="airq.stream.process")(self.process)
-        app.timer(self.flush_interval_s, name="airq.stream.flush_output")(self.sink.tick)
+        app.timer(self.output.flush_interval_s, name="airq.stream.flush_output")(self.sink.tick)
         app.timer(STALL_CHECK_S, name="airq.stream.watch_stalls")(self.watch_stalls)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_partitions_revoked.connect(self.on_revoked)
@@ -332,7 +330,7 @@ class StreamProcessor:
             except Exception:  # no position known (the partition is being revoked): nothing to hurry
                 end = msg.offset + 2
             caught_up = msg.offset + 1 >= end
-        if caught_up and self.sink.quiet_s > 0:
+        if caught_up and self.output.finish_idle_s > 0:
             self.sink.finish_when_quiet(partition)
         try:
             if self.summaries.due(partition, lambda: caught_up):

@@ -7,15 +7,15 @@ bytes, and Faust's own `table_route` would hash the table's JSON-encoded key ins
 another worker, which answered 404).
 
 `/airq/api/overview`: this worker's locations plus those of the peers named in the assignment; a peer is asked
-only when its host is allowed (`AIRQ_PEER_HOSTS`, default this worker's host and loopback), so a group member
-cannot make it fetch arbitrary URLs. A forwarded request carries no header of the original: a request to a peer
-carries this worker's own web token (`AIRQ_WEB_TOKEN`, the same for every worker of a deployment).
+only when its host is allowed (the settings' `web.peer_hosts`: `AIRQ_PEER_HOSTS`, default this worker's host and
+loopback), so a group member cannot make it fetch arbitrary URLs. A forwarded request carries no header of the
+original: a request to a peer carries this worker's own web token (`AIRQ_WEB_TOKEN`, the same for every worker of
+a deployment).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -29,12 +29,6 @@ from airq_app.web.auth import token_headers
 
 PEER_TIMEOUT_S = 3.0
 LOCAL_CACHE_S = 2.0
-
-
-def allowed_peer_hosts(own_host: str) -> set[str]:
-    configured = os.environ.get("AIRQ_PEER_HOSTS", "")
-    hosts = {h.strip() for h in configured.split(",") if h.strip()}
-    return hosts or {own_host, "127.0.0.1", "localhost"}
 
 
 class LocalLocations:
@@ -58,9 +52,9 @@ def install(rt: Runtime) -> None:
     assert stream is not None
     app = rt.app
     local = LocalLocations(stream)
-    allowed = allowed_peer_hosts(URL(rt.url).host or "")
+    allowed = set(rt.settings.web.peer_hosts)
     changelog = stream.tables.latest_by_location.changelog_topic_name
-    peer_headers = token_headers(rt.settings.web_token)
+    peer_headers = token_headers(rt.settings.web.token)
 
     def owner_url(location_id: str) -> str | None:
         try:

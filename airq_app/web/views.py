@@ -86,8 +86,8 @@ def install(rt: Runtime) -> None:
                 {
                     "worker": {
                         "url": rt.url,
-                        "web_port": settings.web_port,
-                        "role": settings.role,
+                        "web_port": settings.web.port,
+                        "role": settings.app.role,
                         "ready": ok,
                         "problems": problems,
                     },
@@ -108,8 +108,8 @@ def install(rt: Runtime) -> None:
     app.page("/airq/ready")(Ready)
     app.page("/airq/status")(Status)
 
-    if settings.web_token:
-        token = settings.web_token
+    if settings.web.token:
+        token = settings.web.token
 
         class Login(View):
             """The dashboard's sign-in: the header token (checked by the middleware) for a session cookie."""

@@ -96,7 +96,8 @@ def test_bad_options_are_named(capsys: pytest.CaptureFixture[str]) -> None:
         (("2026-01-01", "2026-01-01", "archive", (), ("USA",)), "--country"),
     ):
         with pytest.raises(BackfillFailed) as exc:
-            parse_request(*args)
+            parse_request(*args, "https://archive.example")
         assert exc.value.code == 2 and expected in capsys.readouterr().err
-    request = parse_request("2026-01-30", "2026-02-02", "api", ("1,2", "3"), ("us",))
+    request = parse_request("2026-01-30", "2026-02-02", "api", ("1,2", "3"), ("us",), "https://archive.example")
     assert request.locations == (1, 2, 3) and request.countries == ("US",) and len(request.days()) == 4
+    assert request.archive_url == "https://archive.example"

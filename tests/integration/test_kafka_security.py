@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
 from airq_app.kafka.security import KafkaSecurity, connection_error, describe_kafka_error
+from airq_app.settings import read_kafka_security
 from airq_dev.harness import free_port
 from airq_dev.kafka_cluster import SecureBroker
 from airq_dev.kafka_node import BrokerError
@@ -114,7 +115,7 @@ def _failure(bootstrap: str, security: KafkaSecurity) -> tuple[BaseException, Ba
 
 
 def test_scram_sha_512_over_tls_produces_and_consumes(broker: SecureBroker) -> None:
-    security = KafkaSecurity.from_settings(_env(broker), {"security_protocol": "PLAINTEXT"})
+    security = read_kafka_security(_env(broker), {"security_protocol": "PLAINTEXT"})
     assert security.protocol == "SASL_SSL" and security.mechanism == "SCRAM-SHA-512"
     values = [f"m{i}".encode() for i in range(20)]
     assert asyncio.run(_round_trip(broker.bootstrap, security, values)) == values
@@ -122,7 +123,7 @@ def test_scram_sha_512_over_tls_produces_and_consumes(broker: SecureBroker) -> N
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "PLAIN"])
 def test_other_mechanisms_authenticate(broker: SecureBroker, mechanism: str) -> None:
-    security = KafkaSecurity.from_settings(_env(broker, AIRQ_KAFKA_SASL_MECHANISM=mechanism))
+    security = read_kafka_security(_env(broker, AIRQ_KAFKA_SASL_MECHANISM=mechanism))
     assert asyncio.run(connection_error(broker.bootstrap, security)) is None
     assert asyncio.run(connection_error(broker.bootstrap, broker.security(mechanism, WRONG_PASSWORD))) is not None
 
@@ -131,7 +132,7 @@ def test_wrong_password_names_authentication_and_user_not_password(
     broker: SecureBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    security = KafkaSecurity.from_settings(_env(broker, AIRQ_KAFKA_PASSWORD=WRONG_PASSWORD))
+    security = read_kafka_security(_env(broker, AIRQ_KAFKA_PASSWORD=WRONG_PASSWORD))
     raised, cause = _failure(broker.bootstrap, security)
     assert isinstance(cause, SaslAuthenticationFailed)
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in str(cause)
@@ -146,12 +147,12 @@ def test_wrong_password_names_authentication_and_user_not_password(
 
 def test_untrusted_ca_names_tls_certificate(broker: SecureBroker, tmp_path: Path) -> None:
     other_ca, _ = make_ca(tmp_path, "other")
-    security = KafkaSecurity.from_settings(_env(broker, AIRQ_KAFKA_CA_FILE=str(other_ca)))
+    security = read_kafka_security(_env(broker, AIRQ_KAFKA_CA_FILE=str(other_ca)))
     _, cause = _failure(broker.bootstrap, security)
     line = describe_kafka_error(cause, security)
     assert line == "Kafka TLS handshake failed: certificate not trusted (self-signed certificate in certificate chain)"
     # Without a CA file the system's CAs do not know the broker's either, and the line says what to set.
-    system = KafkaSecurity.from_settings(_env(broker, AIRQ_KAFKA_CA_FILE=""))
+    system = read_kafka_security(_env(broker, AIRQ_KAFKA_CA_FILE=""))
     _, cause = _failure(broker.bootstrap, system)
     assert describe_kafka_error(cause, system).endswith(
         "set AIRQ_KAFKA_CA_FILE to the CA that signed the broker's certificate"
@@ -159,7 +160,7 @@ def test_untrusted_ca_names_tls_certificate(broker: SecureBroker, tmp_path: Path
 
 
 def test_plaintext_client_on_tls_port_is_one_clear_line(broker: SecureBroker) -> None:
-    security = KafkaSecurity.from_settings({})
+    security = read_kafka_security({})
     _, cause = _failure(broker.bootstrap, security)
     line = describe_kafka_error(cause, security)
     assert line.startswith("Kafka broker closed the connection (a plaintext client on a TLS port?)"), line
@@ -183,7 +184,7 @@ def test_mutual_tls_with_client_certificate(broker: SecureBroker) -> None:
         "AIRQ_KAFKA_CERT_FILE": str(broker.client_cert_file),
         "AIRQ_KAFKA_KEY_FILE": str(broker.client_key_file),
     }
-    security = KafkaSecurity.from_settings(env)
+    security = read_kafka_security(env)
     assert asyncio.run(_round_trip(broker.ssl_bootstrap, security, [b"mtls"])) == [b"mtls"]
     without = KafkaSecurity(protocol="SSL", ca_file=str(broker.ca_file))
     _, cause = _failure(broker.ssl_bootstrap, without)

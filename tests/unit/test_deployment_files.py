@@ -66,9 +66,9 @@ def test_worker_settings_are_valid_and_scalable(compose: dict) -> None:
     resolved = {k: re.sub(r"\$\{\w+:\?[^}]*\}", "compose-test-token", v) for k, v in resolved.items()}
     resolved["AIRQ_PIPELINE"] = str(ROOT / "pipeline.json")
     s = load_settings({k: v for k, v in resolved.items() if v}, dotenv=False)
-    assert s.broker == "kafka://kafka:19092" and s.web_port == 6066
-    assert s.base_url == "http://simulator:8765"
-    assert s.web_token == "compose-test-token"
+    assert s.kafka.broker == "kafka://kafka:19092" and s.web.port == 6066
+    assert s.openaq.base_url == "http://simulator:8765"
+    assert s.web.token == "compose-test-token"
 
 
 def test_compose_workers_bound_beyond_loopback_want_a_web_token(compose: dict) -> None:

@@ -678,7 +678,7 @@ def test_catch_up_gives_up_hours_older_than_the_lookback_and_writes_the_count(tm
     rig = Rig(tmp_path)
     poller = rig.poller
     poller.sensor_index = openaq.index_locations(LOCATIONS)
-    lookback = rig.settings.lookback_hours
+    lookback = rig.settings.openaq.lookback_hours
     old = H12 - lookback - 1
     poller.backlog.load({303: SensorProgress(newest=H12, open={old: 0, old - 1: 0})}, GivenUp())
 

@@ -15,6 +15,7 @@ from airq_app.kafka.security import (
     describe_kafka_error,
     replication_plan,
 )
+from airq_app.settings import read_kafka_security
 from airq_dev.kafka_pki import Pki, make_ca, make_pki
 
 pytestmark = pytest.mark.unit
@@ -39,15 +40,15 @@ def _sasl_env(**overrides: str) -> dict[str, str]:
 
 
 def _error(env: dict[str, str], section: dict[str, Any] | None = None) -> str:
-    with pytest.raises(KafkaConfigError) as raised:
-        KafkaSecurity.from_settings(env, section)
+    with pytest.raises(ValueError) as raised:
+        read_kafka_security(env, section)
     message = str(raised.value)
     assert "\n" not in message and PASSWORD not in message
     return message
 
 
 def test_plaintext_by_default() -> None:
-    security = KafkaSecurity.from_settings({}, {})
+    security = read_kafka_security({}, {})
     assert security.protocol == "PLAINTEXT"
     assert security.aiokafka_kwargs() == {"security_protocol": "PLAINTEXT"}
     assert security.faust_credentials() is None
@@ -59,7 +60,7 @@ def test_unknown_protocol_and_mechanism() -> None:
         "AIRQ_KAFKA_SECURITY_PROTOCOL: 'TLS' is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
     )
     assert _error({}, {"security_protocol": "tls"}) == (
-        "pipeline.json kafka.security_protocol: 'tls' is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
+        "pipeline.json: kafka.security_protocol: 'tls' is not one of ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL']"
     )
     assert _error(_sasl_env(AIRQ_KAFKA_SASL_MECHANISM="GSSAPI")) == (
         "AIRQ_KAFKA_SASL_MECHANISM: 'GSSAPI' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
@@ -67,7 +68,7 @@ def test_unknown_protocol_and_mechanism() -> None:
 
 
 def test_spelling_is_forgiving() -> None:
-    security = KafkaSecurity.from_settings(
+    security = read_kafka_security(
         _sasl_env(AIRQ_KAFKA_SECURITY_PROTOCOL=" sasl_plaintext ", AIRQ_KAFKA_SASL_MECHANISM="scram_sha_256")
     )
     assert (security.protocol, security.mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
@@ -102,7 +103,7 @@ def test_sasl_settings_without_a_sasl_protocol_are_refused() -> None:
 
 def test_password_is_never_read_from_pipeline_json() -> None:
     assert _error(_sasl_env(), {"password": PASSWORD}) == (
-        "pipeline.json: kafka.password is not allowed: set AIRQ_KAFKA_PASSWORD in the environment or .env"
+        "pipeline.json: kafka.password: not allowed here: set AIRQ_KAFKA_PASSWORD in the environment or .env"
     )
 
 
@@ -113,7 +114,7 @@ def test_environment_overrides_pipeline_section(pki: Pki) -> None:
         "username": "app",
         "ca_file": str(pki.ca_file),
     }
-    security = KafkaSecurity.from_settings(
+    security = read_kafka_security(
         {"AIRQ_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "AIRQ_KAFKA_PASSWORD": PASSWORD}, section
     )
     assert (security.protocol, security.mechanism, security.username) == ("SASL_SSL", "SCRAM-SHA-256", "app")
@@ -155,7 +156,7 @@ def test_client_certificate_must_match_its_key(pki: Pki) -> None:
         "AIRQ_KAFKA_KEY_FILE": str(pki.broker_key),
     }
     assert "not a PEM certificate and matching unencrypted key" in _error(env)
-    security = KafkaSecurity.from_settings({**env, "AIRQ_KAFKA_KEY_FILE": str(pki.client_key)})
+    security = read_kafka_security({**env, "AIRQ_KAFKA_KEY_FILE": str(pki.client_key)})
     context = security.ssl_context
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -163,7 +164,7 @@ def test_client_certificate_must_match_its_key(pki: Pki) -> None:
 
 
 def test_no_password_in_repr_str_public_or_errors(pki: Pki) -> None:
-    security = KafkaSecurity.from_settings(_sasl_env(AIRQ_KAFKA_CA_FILE=str(pki.ca_file)))
+    security = read_kafka_security(_sasl_env(AIRQ_KAFKA_CA_FILE=str(pki.ca_file)))
     assert security.password == PASSWORD
     for text in (repr(security), str(security), str(security.public()), repr(security.faust_credentials())):
         assert PASSWORD not in text
@@ -194,7 +195,7 @@ def test_faust_credentials_give_faust_the_same_aiokafka_settings(
         )
     if protocol.endswith("SSL"):
         env["AIRQ_KAFKA_CA_FILE"] = str(pki.ca_file)
-    security = KafkaSecurity.from_settings(env)
+    security = read_kafka_security(env)
     through_faust = dict(credentials_to_aiokafka_auth(security.faust_credentials()))
     if protocol == "SASL_PLAINTEXT":
         assert through_faust.pop("ssl_context") is None

@@ -37,9 +37,9 @@ def ca_file(tmp_path: Path) -> str:
 
 def test_defaults_are_plaintext_and_automatic_replication(tmp_path: Path) -> None:
     s = load_settings(pipeline(tmp_path), dotenv=False)
-    assert s.kafka_security.protocol == "PLAINTEXT" and s.kafka_security.password is None
-    assert (s.replication_factor, s.min_insync_replicas) == (None, None)
-    assert s.producer_request_timeout_s == 1200.0
+    assert s.kafka.security.protocol == "PLAINTEXT" and s.kafka.security.password is None
+    assert (s.kafka.replication_factor, s.kafka.min_insync_replicas) == (None, None)
+    assert s.kafka.producer_request_timeout_s == 1200.0
     assert s.public()["kafka"]["replication_factor"] == "auto"
 
 
@@ -55,7 +55,7 @@ def test_pipeline_section_with_password_from_the_environment(tmp_path: Path) -> 
         "producer_request_timeout_s": 30,
     }
     s = load_settings({**pipeline(tmp_path, kafka), "AIRQ_KAFKA_PASSWORD": PASSWORD}, dotenv=False)
-    sec = s.kafka_security
+    sec = s.kafka.security
     assert (sec.protocol, sec.mechanism, sec.username, sec.password, sec.ca_file) == (
         "SASL_SSL",
         "SCRAM-SHA-512",
@@ -63,7 +63,7 @@ def test_pipeline_section_with_password_from_the_environment(tmp_path: Path) -> 
         PASSWORD,
         ca,
     )
-    assert (s.replication_factor, s.min_insync_replicas, s.producer_request_timeout_s) == (3, 2, 30.0)
+    assert (s.kafka.replication_factor, s.kafka.min_insync_replicas, s.kafka.producer_request_timeout_s) == (3, 2, 30.0)
     assert PASSWORD not in repr(s) and PASSWORD not in json.dumps(s.public())
     assert s.public()["kafka"] == {
         "security_protocol": "SASL_SSL",
@@ -89,16 +89,16 @@ def test_environment_overrides_the_section(tmp_path: Path) -> None:
         "AIRQ_KAFKA_PRODUCER_TIMEOUT_S": "5",
     }
     s = load_settings(env, dotenv=False)
-    assert (s.kafka_security.protocol, s.kafka_security.mechanism, s.kafka_security.username) == (
+    assert (s.kafka.security.protocol, s.kafka.security.mechanism, s.kafka.security.username) == (
         "SASL_PLAINTEXT",
         "SCRAM-SHA-256",
         "env-user",
     )
-    assert (s.replication_factor, s.producer_request_timeout_s) == (2, 5.0)
+    assert (s.kafka.replication_factor, s.kafka.producer_request_timeout_s) == (2, 5.0)
     # "auto" in the environment wins over a number in the file.
     env = {**pipeline(tmp_path, {"replication_factor": 2}), "AIRQ_KAFKA_REPLICATION_FACTOR": "auto"}
     auto = load_settings(env, dotenv=False)
-    assert auto.replication_factor is None
+    assert auto.kafka.replication_factor is None
 
 
 def test_password_in_pipeline_json_is_refused_without_echoing_it(tmp_path: Path) -> None:
@@ -136,12 +136,12 @@ def test_bad_kafka_settings_name_the_setting(tmp_path: Path, kafka: dict, env: d
 def test_broker_list(tmp_path: Path) -> None:
     env = pipeline(tmp_path)
     s = load_settings({**env, "AIRQ_BROKER": "kafka://h1:9092,h2:9093, h3:9094"}, dotenv=False)
-    assert s.broker_urls == ["kafka://h1:9092", "kafka://h2:9093", "kafka://h3:9094"]
-    assert load_settings({**env, "AIRQ_BROKER": "h1:9092;h2:9092"}, dotenv=False).broker_urls == [
+    assert s.kafka.broker_urls == ["kafka://h1:9092", "kafka://h2:9093", "kafka://h3:9094"]
+    assert load_settings({**env, "AIRQ_BROKER": "h1:9092;h2:9092"}, dotenv=False).kafka.broker_urls == [
         "kafka://h1:9092",
         "kafka://h2:9092",
     ]
-    assert load_settings({**env, "AIRQ_BROKER": "10.0.0.5:9093"}, dotenv=False).broker == "kafka://10.0.0.5:9093"
+    assert load_settings({**env, "AIRQ_BROKER": "10.0.0.5:9093"}, dotenv=False).kafka.broker == "kafka://10.0.0.5:9093"
     for bad in ("kafka://h1:x", "kafka://h1:9092,:9093", "http://h1:9092", " , "):
         with pytest.raises(ConfigError, match="AIRQ_BROKER"):
             load_settings({**env, "AIRQ_BROKER": bad}, dotenv=False)

@@ -23,13 +23,13 @@ def shipped() -> dict:
 
 def test_shipped_pipeline_defaults() -> None:
     s = load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False)
-    assert s.role == "all" and s.web_port == 6066
-    assert s.broker == "kafka://127.0.0.1:9092"
-    assert s.output_dir == Path("output")
-    assert s.data_dir == Path("data/worker-6066")
-    assert s.using_simulator and s.base_url == "http://127.0.0.1:8765"
-    assert s.parameters == ("pm25", "pm10", "o3", "no2", "so2", "co")
-    assert s.poll_interval_s == 60
+    assert s.app.role == "all" and s.web.port == 6066
+    assert s.kafka.broker == "kafka://127.0.0.1:9092"
+    assert s.output.directory == Path("output")
+    assert s.app.data_dir == Path("data/worker-6066")
+    assert s.openaq.using_simulator and s.openaq.base_url == "http://127.0.0.1:8765"
+    assert s.selection.parameters == ("pm25", "pm10", "o3", "no2", "so2", "co")
+    assert s.openaq.poll_interval_s == 60
     assert s.output.finish_idle_s == 0.25 and s.output.rotate_max_age_s == 10
 
 
@@ -45,17 +45,17 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "AIRQ_POLL_INTERVAL": "15",
     }
     s = load_settings(env, dotenv=False)
-    assert s.broker == "kafka://10.0.0.5:9093"
-    assert s.base_url == "https://api.openaq.org" and not s.using_simulator
-    assert s.api_key == "secret-key-123"
-    assert (s.output_dir, s.data_dir, s.web_port, s.role) == (
+    assert s.kafka.broker == "kafka://10.0.0.5:9093"
+    assert s.openaq.base_url == "https://api.openaq.org" and not s.openaq.using_simulator
+    assert s.openaq.api_key == "secret-key-123"
+    assert (s.output.directory, s.app.data_dir, s.web.port, s.app.role) == (
         tmp_path / "out",
         tmp_path / "state",
         6070,
         "ingest",
     )
-    assert s.poll_interval_s == 15.0
-    assert s.polls and not s.processes
+    assert s.openaq.poll_interval_s == 15.0
+    assert s.app.polls and not s.app.processes
     # The key never shows up in the repr or the public view.
     assert "secret-key-123" not in repr(s)
     assert "secret-key-123" not in json.dumps(s.public())
@@ -65,7 +65,7 @@ def test_base_url_override_and_simulator_key() -> None:
     s = load_settings(
         {"AIRQ_PIPELINE": str(ROOT / "pipeline.json"), "OPENAQ_BASE_URL": "http://localhost:9/"}, dotenv=False
     )
-    assert s.base_url == "http://localhost:9" and s.api_key == SIMULATOR_KEY and s.using_simulator
+    assert s.openaq.base_url == "http://localhost:9" and s.openaq.api_key == SIMULATOR_KEY and s.openaq.using_simulator
 
 
 def test_dotenv_is_read_but_never_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +76,7 @@ def test_dotenv_is_read_but_never_overrides(tmp_path: Path, monkeypatch: pytest.
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AIRQ_ROLE", "ingest")
     s = load_settings()
-    assert s.web_port == 7001 and s.role == "ingest"
+    assert s.web.port == 7001 and s.app.role == "ingest"
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,7 @@ def test_bad_environment(name: str, value: str, expected: str) -> None:
 
 def test_api_key_from_a_quoted_env_value_is_stripped_and_a_bad_one_is_refused_without_echoing_it() -> None:
     env = {"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}
-    assert load_settings({**env, "OPENAQ_API_KEY": "abc123secret\n"}, dotenv=False).api_key == "abc123secret"
+    assert load_settings({**env, "OPENAQ_API_KEY": "abc123secret\n"}, dotenv=False).openaq.api_key == "abc123secret"
     with pytest.raises(ConfigError) as info:
         load_settings({**env, "OPENAQ_API_KEY": "abc\x07123secret"}, dotenv=False)
     assert "OPENAQ_API_KEY" in str(info.value) and "secret" not in str(info.value)

@@ -12,9 +12,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink, SinkClosed
 
 pytestmark = pytest.mark.unit
@@ -92,6 +94,11 @@ class FaultyDisk:
         monkeypatch.setattr(os, "ftruncate", ftruncate)
 
 
+def output(directory: Path, **values: Any) -> OutputSettings:
+    """The `output` section for a sink writing to `directory`: the declared defaults but for `values`."""
+    return OutputSettings(directory=directory, **values)
+
+
 def line(i: int) -> bytes:
     return json.dumps({"sensor_id": i, "datetime_utc": "2026-11-24T10:00:00Z"}).encode() + b"\n"
 
@@ -104,7 +111,7 @@ def test_file_is_finished_atomically_then_acked(tmp_path: Path) -> None:
     acked: list[int] = []
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=3600)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=3600), "w1")
         assert await sink.open_partition(3) == -1
         for offset in range(10, 15):
             await sink.write(3, offset, line(offset), lambda o=offset: acked.append(o))
@@ -126,7 +133,7 @@ def test_file_is_finished_atomically_then_acked(tmp_path: Path) -> None:
 
 def test_rotates_by_size_and_by_age(tmp_path: Path) -> None:
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=len(line(0)) * 3, max_age_s=0.05)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=len(line(0)) * 3, rotate_max_age_s=0.05), "w1")
         await sink.open_partition(0)
         for offset in range(7):
             await sink.write(0, offset, line(offset), lambda: None)
@@ -149,7 +156,7 @@ def test_a_caught_up_partition_is_finished_once_quiet_not_while_written(tmp_path
     acked: list[int] = []
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=3600, quiet_s=0.1)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=3600, finish_idle_s=0.1), "w1")
         await sink.open_partition(0)
         await sink.open_partition(1)
         await sink.write(1, 0, line(0), lambda: acked.append(100))  # never caught up: kept open
@@ -176,7 +183,7 @@ def test_a_caught_up_partition_is_finished_once_quiet_not_while_written(tmp_path
 
 def test_recovery_finds_finished_offset_and_drops_unfinished(tmp_path: Path) -> None:
     async def first() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=3600)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=3600), "w1")
         await sink.open_partition(1)
         for offset in range(5):
             await sink.write(1, offset, line(offset), lambda: None)
@@ -193,7 +200,7 @@ def test_recovery_finds_finished_offset_and_drops_unfinished(tmp_path: Path) -> 
     assert len(list(tmp_path.rglob("*.inprogress"))) == 1
 
     async def second() -> int:
-        sink = JsonLinesSink(tmp_path, "w2")
+        sink = JsonLinesSink(output(tmp_path), "w2")
         return await sink.open_partition(1)
 
     assert asyncio.run(second()) == 4  # from the finished file's name
@@ -202,7 +209,7 @@ def test_recovery_finds_finished_offset_and_drops_unfinished(tmp_path: Path) -> 
 
 def test_writes_for_a_partition_not_owned_are_refused(tmp_path: Path) -> None:
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1")
+        sink = JsonLinesSink(output(tmp_path), "w1")
         with pytest.raises(SinkClosed):
             await sink.write(2, 0, line(0), lambda: None)
         await sink.open_partition(2, generation=5)
@@ -215,8 +222,8 @@ def test_writes_for_a_partition_not_owned_are_refused(tmp_path: Path) -> None:
 
 def test_second_owner_waits_for_the_first(tmp_path: Path) -> None:
     async def go() -> float:
-        a = JsonLinesSink(tmp_path, "a")
-        b = JsonLinesSink(tmp_path, "b")
+        a = JsonLinesSink(output(tmp_path), "a")
+        b = JsonLinesSink(output(tmp_path), "b")
         await a.open_partition(4)
         await a.write(4, 0, line(0), lambda: None)
         loop = asyncio.get_running_loop()
@@ -250,7 +257,9 @@ def _blocked_then_resumed(tmp_path: Path, break_it, fix_it) -> None:
     out.mkdir()
 
     async def go() -> None:
-        sink = JsonLinesSink(out, "w1", max_bytes=10**9, max_age_s=0.01, on_blocked=reasons.append)
+        sink = JsonLinesSink(
+            output(out, rotate_max_bytes=10**9, rotate_max_age_s=0.01), "w1", on_blocked=reasons.append
+        )
         await sink.open_partition(0)
         await sink.write(0, 0, line(0), lambda: acked.append(0))
         day_dirs = list(out.glob("date=*"))
@@ -282,7 +291,7 @@ def test_records_appended_while_flushing_or_finishing_are_not_lost(tmp_path: Pat
     n = 3000
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=40_000, max_age_s=0.01, flush_bytes=2_000)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=40_000, rotate_max_age_s=0.01), "w1", flush_bytes=2_000)
         await sink.open_partition(0)
 
         async def ticker() -> None:
@@ -320,7 +329,9 @@ def test_close_partition_while_blocked_drops_the_unfinished_file_unacknowledged(
     reasons: list[str | None] = []
 
     async def go() -> float:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0.2, on_blocked=reasons.append)
+        sink = JsonLinesSink(
+            output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=0.2), "w1", on_blocked=reasons.append
+        )
         await sink.open_partition(3)
         await sink.write(3, 0, line(0), lambda: acked.append(0))
         await sink.tick()  # written to the in-progress file, not old enough to finish
@@ -334,7 +345,7 @@ def test_close_partition_while_blocked_drops_the_unfinished_file_unacknowledged(
         await asyncio.wait_for(sink.close_partition(3), 5)
         took = time.monotonic() - started
         assert not sink.owns(3) and sink.blocked is None
-        other = JsonLinesSink(tmp_path, "w2")  # the next owner gets the lock and finds nothing finished
+        other = JsonLinesSink(output(tmp_path), "w2")  # the next owner gets the lock and finds nothing finished
         assert await other.open_partition(3, wait_s=2) == -1
         await other.close()
         return took
@@ -354,7 +365,7 @@ def test_stop_while_blocked_returns_promptly_and_releases_every_partition(
     caplog.set_level(logging.INFO, "airq.sink")
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=len(line(0)) * 2, max_age_s=3600)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=len(line(0)) * 2, rotate_max_age_s=3600), "w1")
         for p in (0, 1):
             await sink.open_partition(p)
         await sink.write(1, 0, line(0), lambda: acked.append(100))
@@ -369,7 +380,7 @@ def test_stop_while_blocked_returns_promptly_and_releases_every_partition(
         with pytest.raises(SinkClosed):  # the waiting record is refused, so the stream leaves it unacknowledged
             await asyncio.wait_for(waiting, 1)
         assert sink.partitions == {}
-        other = JsonLinesSink(tmp_path, "w2")
+        other = JsonLinesSink(output(tmp_path), "w2")
         assert [await other.open_partition(p, wait_s=2) for p in (0, 1)] == [-1, -1]
         await other.close()
 
@@ -392,7 +403,10 @@ def test_close_gives_a_hanging_finish_one_bounded_attempt(tmp_path: Path) -> Non
             await release.wait()
 
         sink = JsonLinesSink(
-            tmp_path, "w1", max_bytes=10**9, max_age_s=3600, before_finish=before_finish, close_timeout_s=0.5
+            output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=3600),
+            "w1",
+            before_finish=before_finish,
+            close_timeout_s=0.5,
         )
         await sink.open_partition(2)
         for offset in range(3):
@@ -400,7 +414,7 @@ def test_close_gives_a_hanging_finish_one_bounded_attempt(tmp_path: Path) -> Non
         started = time.monotonic()
         await asyncio.wait_for(sink.close_partition(2), 5)
         took = time.monotonic() - started
-        other = JsonLinesSink(tmp_path, "w2")
+        other = JsonLinesSink(output(tmp_path), "w2")
         assert await other.open_partition(2, wait_s=2) == -1
         release.set()  # the abandoned attempt goes on now
         await asyncio.sleep(0.3)
@@ -414,8 +428,8 @@ def test_close_gives_a_hanging_finish_one_bounded_attempt(tmp_path: Path) -> Non
 
 def test_open_partition_waits_for_the_lock_without_a_deadline_and_can_be_cancelled(tmp_path: Path) -> None:
     async def go() -> None:
-        a = JsonLinesSink(tmp_path, "a")
-        b = JsonLinesSink(tmp_path, "b")
+        a = JsonLinesSink(output(tmp_path), "a")
+        b = JsonLinesSink(output(tmp_path), "b")
         await a.open_partition(4)
         fds = len(os.listdir("/proc/self/fd"))
         waiter = asyncio.create_task(b.open_partition(4))
@@ -468,13 +482,13 @@ def test_a_stop_during_an_open_neither_fails_nor_keeps_the_partition(
     monkeypatch.setattr(core, "recover_partition", slow_recover)
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1")
+        sink = JsonLinesSink(output(tmp_path), "w1")
         opening = asyncio.create_task(sink.open_partition(1))
         await asyncio.sleep(0.1)
         await asyncio.wait_for(sink.close(), 2)
         assert await asyncio.wait_for(opening, 2) == 7
         assert not sink.owns(1) and sink.partitions == {}
-        other = JsonLinesSink(tmp_path, "w2")
+        other = JsonLinesSink(output(tmp_path), "w2")
         assert await other.open_partition(1, wait_s=1) == 7  # the lock was let go
         await other.close()
 
@@ -495,7 +509,7 @@ def test_a_blocked_sink_logs_the_same_error_once_a_minute_with_a_count(
         return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=0), "w1")
         sink.log_limiter.clock = lambda: clock[0]
         for p in range(3):
             await sink.open_partition(p)
@@ -538,7 +552,7 @@ def test_a_malformed_checkpoint_falls_back_to_the_finished_files(
     caplog.set_level(logging.WARNING, "airq.sink")
 
     async def go() -> int:
-        sink = JsonLinesSink(tmp_path, "w1")
+        sink = JsonLinesSink(output(tmp_path), "w1")
         offset = await sink.open_partition(3)
         await sink.close()
         return offset
@@ -567,7 +581,7 @@ def test_stray_entries_in_the_output_directory_are_ignored_with_one_warning_each
     caplog.set_level(logging.WARNING, "airq.sink")
 
     async def go() -> int:
-        sink = JsonLinesSink(tmp_path, "w1")
+        sink = JsonLinesSink(output(tmp_path), "w1")
         offset = await sink.open_partition(3)
         await sink.close()
         return offset
@@ -589,7 +603,7 @@ def test_a_failed_fsync_is_not_retried_on_the_same_descriptor(tmp_path: Path, mo
     acked: list[int] = []
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0.05)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=0.05), "w1")
         await sink.open_partition(0)
         for offset in range(5):
             await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
@@ -614,7 +628,7 @@ def test_a_partial_write_whose_truncate_fails_is_rewritten_from_scratch(
     acked: list[int] = []
 
     async def go() -> None:
-        sink = JsonLinesSink(tmp_path, "w1", max_bytes=10**9, max_age_s=0.05)
+        sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=0.05), "w1")
         await sink.open_partition(0)
         await sink.write(0, 0, line(0), lambda: acked.append(0))
         await sink.tick()
@@ -658,7 +672,7 @@ def test_a_real_partial_write_on_a_full_disk_never_reaches_a_finished_file(
     n = 1500  # about 90 KB in one batch: the write stops where the 64 KiB disk is full
 
     async def go() -> None:
-        sink = JsonLinesSink(tiny_disk, "w1", max_bytes=10**9, max_age_s=0.05, flush_bytes=10**9)
+        sink = JsonLinesSink(output(tiny_disk, rotate_max_bytes=10**9, rotate_max_age_s=0.05), "w1", flush_bytes=10**9)
         await sink.open_partition(0)
         for offset in range(n):
             await sink.write(0, offset, line(offset), lambda: None)
@@ -687,7 +701,10 @@ def test_writes_do_not_wait_while_the_partition_finishes_a_file_until_the_backlo
 
         size = len(line(99))
         sink = JsonLinesSink(
-            tmp_path, "w1", max_bytes=10**9, max_age_s=0.01, flush_bytes=size * 4, before_finish=before_finish
+            output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=0.01),
+            "w1",
+            flush_bytes=size * 4,
+            before_finish=before_finish,
         )
         await sink.open_partition(0)
         await sink.write(0, 0, line(0), lambda: None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -105,7 +106,7 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> No
             await stream.sink.close()
 
     asyncio.run(go())
-    records = lines(settings.output_dir)
+    records = lines(settings.output.directory)
     assert [(r["sensor_id"], r["value"]) for r in records] == [(901, 20.0), (903, 33.0), (904, 1.0), (905, 2.0)]
     status = rt.status
     assert status.counters["duplicates"] == 5 and status.counters["written"] == 4
@@ -166,7 +167,7 @@ def test_a_message_that_fails_part_way_keeps_no_state_and_its_replay_is_written(
 
     asyncio.run(go())
     assert [json.loads(x)["reason"].split(":")[0] for x in dead.sent] == ["processing_error"]
-    assert [r["sensor_id"] for r in lines(settings.output_dir)] == [911, 912]
+    assert [r["sensor_id"] for r in lines(settings.output.directory)] == [911, 912]
 
 
 def test_state_decided_after_a_revocation_is_not_kept_for_the_partition(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_state_decided_after_a_revocation_is_not_kept_for_the_partition(tmp_path
             await stream.sink.close()
 
     asyncio.run(go())
-    assert lines(settings.output_dir) == []
+    assert lines(settings.output.directory) == []
 
 
 def test_a_changelog_flush_that_never_returns_blocks_the_output_with_a_reason_and_is_retried(
@@ -226,11 +227,11 @@ def test_a_changelog_flush_that_never_returns_blocks_the_output_with_a_reason_an
         async with stream.app.agents["airq.stream.process"].test_context() as agent:
             key, value = encode(measurement(931, hour, value=5.0))
             await agent.put(value, key=key, partition=0)
-            stream.sink.max_age_s = 0  # the file is due to be finished
+            stream.sink.output = replace(stream.sink.output, rotate_max_age_s=0)  # the file is due to be finished
             await asyncio.wait_for(stream.sink.tick(), 5)  # gives up after the deadline: no hang
             assert stream.sink.blocked is not None and "did not acknowledge" in stream.sink.blocked
             assert rt.status.sink_blocked == stream.sink.blocked  # what /airq/ready reports (503, with the reason)
-            assert lines(settings.output_dir) == []
+            assert lines(settings.output.directory) == []
             await asyncio.wait_for(stream.sink.tick(), 5)  # tried again: the same flush, still waiting
             assert flushes == 1
             kafka_answers.set()
@@ -239,7 +240,7 @@ def test_a_changelog_flush_that_never_returns_blocks_the_output_with_a_reason_an
             await stream.sink.close()
 
     asyncio.run(go())
-    assert [r["sensor_id"] for r in lines(settings.output_dir)] == [931]
+    assert [r["sensor_id"] for r in lines(settings.output.directory)] == [931]
 
 
 def test_a_seek_back_on_a_partition_revoked_meanwhile_neither_raises_nor_dead_letters(tmp_path: Path) -> None:

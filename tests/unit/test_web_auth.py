@@ -55,7 +55,7 @@ def route_paths(web_app: web.Application) -> set[str]:
 def test_a_loopback_bind_needs_no_token(bind: str) -> None:
     assert is_loopback(bind)
     s = load_settings({**PIPELINE, "AIRQ_WEB_BIND": bind}, dotenv=False)
-    assert s.web_token == "" and s.public()["web_token_set"] is False
+    assert s.web.token == "" and s.public()["web_token_set"] is False
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0", "::", "10.1.2.3", "worker-1.example", ""])
@@ -70,7 +70,7 @@ def test_a_bind_beyond_loopback_without_a_token_is_a_one_line_error_naming_it(bi
 
 def test_the_token_is_read_stripped_and_never_shown() -> None:
     s = load_settings({**PIPELINE, "AIRQ_WEB_BIND": "0.0.0.0", "AIRQ_WEB_TOKEN": f"{TOKEN}\n"}, dotenv=False)
-    assert s.web_token == TOKEN
+    assert s.web.token == TOKEN
     assert TOKEN not in repr(s) and TOKEN not in json.dumps(s.public())
     assert s.public()["web_token_set"] is True
 
