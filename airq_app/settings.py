@@ -402,8 +402,9 @@ SECTIONS: dict[str, type] = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Every section; `sources` says where each value came from (`output.finish_idle_s` -> a variable, a file key
-    or "default")."""
+    """Every section, as `load_settings` builds it; `sources` says where each value came from
+    (`output.finish_idle_s` -> a variable, a file key or "default"). `Settings()` holds the declared defaults but
+    not the derived ones (`app.data_dir`, `web.host`, `web.peer_hosts`), which need the other sections."""
 
     app: AppSettings = field(default_factory=AppSettings)
     web: WebSettings = field(default_factory=WebSettings)

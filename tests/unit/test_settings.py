@@ -133,12 +133,36 @@ def test_missing_file(tmp_path: Path) -> None:
         ("AIRQ_ROLE", "both", "AIRQ_ROLE: 'both' is not one of all, ingest, process"),
         ("AIRQ_POLL_INTERVAL", "0", "AIRQ_POLL_INTERVAL: 0.0 must be at least 1.0"),
         ("OPENAQ_BASE_URL", "ftp://x", "OPENAQ_BASE_URL: 'ftp://x' is not an http(s) URL"),
+        ("OPENAQ_ARCHIVE_URL", "s3://bucket", "OPENAQ_ARCHIVE_URL: 's3://bucket' is not an http(s) URL"),
+        ("AIRQ_KAFKA_PRODUCER_TIMEOUT_S", "soon", "AIRQ_KAFKA_PRODUCER_TIMEOUT_S: 'soon' is not a number"),
     ],
 )
 def test_bad_environment(name: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json"), name: value}, dotenv=False)
     assert expected in str(err.value)
+
+
+def test_web_host_peer_hosts_and_archive_are_read_by_the_settings() -> None:
+    env = {"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}
+    s = load_settings(env, dotenv=False)
+    assert s.web.host == "127.0.0.1" and s.web.peer_hosts == ("127.0.0.1", "localhost")
+    assert s.backfill.archive_url == s.openaq.base_url == "http://127.0.0.1:8765"  # the simulator's, without a key
+    s = load_settings(
+        {
+            **env,
+            "AIRQ_WEB_HOST": "w1.example",
+            "AIRQ_PEER_HOSTS": "w1.example, w2.example,",
+            "OPENAQ_API_KEY": "k",
+            "OPENAQ_ARCHIVE_URL": "https://archive.example/",
+        },
+        dotenv=False,
+    )
+    assert s.web.host == "w1.example" and s.web.peer_hosts == ("w1.example", "w2.example")
+    assert s.backfill.archive_url == "https://archive.example"
+    assert load_settings({**env, "OPENAQ_API_KEY": "k"}, dotenv=False).backfill.archive_url == (
+        "https://openaq-data-archive.s3.amazonaws.com"
+    )
 
 
 def test_api_key_from_a_quoted_env_value_is_stripped_and_a_bad_one_is_refused_without_echoing_it() -> None:
