@@ -8,9 +8,10 @@ hot path). Times are read by `airq_app.domain.timeutil`: an instant that cannot 
 `bad_datetime`. The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is
 False when absent.
 
-A checked measurement has `datetime_utc` normalised to `YYYY-MM-DDTHH:MM:SSZ` and one key more than the message:
-`epoch`, the same instant in whole seconds since 1970-01-01T00:00:00Z. The time is parsed here once; every later
-step (the sensor's state, the filters, the hourly window) uses `epoch` and none reads the text again.
+A checked measurement holds every field of the record (None where absent), `backfill`, `datetime_utc` normalised
+to `YYYY-MM-DDTHH:MM:SSZ`, and `epoch`: the same instant in whole seconds since 1970-01-01T00:00:00Z. The time is
+parsed here once; every later step (the sensor's state, the filters, the hourly window) uses `epoch` and none
+reads the text again.
 """
 
 from __future__ import annotations
