@@ -15,6 +15,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from airq_dev import local_kafka
 from bench import latency, poller, sink, state, throughput
@@ -41,7 +42,7 @@ def main() -> int:
     bootstrap = broker.split("://", 1)[-1] if broker else local_kafka.start()
 
     parts = set(os.environ.get("BENCH_PARTS", "throughput,latency,state,poller,sink").split(","))
-    results: dict[str, object] = json.loads(RESULTS.read_text()) if RESULTS.exists() and len(parts) < 5 else {}
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() and len(parts) < 5 else {}
     results.update({"machine": machine(), "date": time.strftime("%Y-%m-%d")})
 
     def save() -> None:  # after every part, so a long run that fails late keeps what it measured
@@ -98,7 +99,7 @@ def main() -> int:
     )
     for key in keys:
         print(f"| {key} | {results.get(key)} |")
-    for row in results.get("state", []):  # type: ignore[union-attr]
+    for row in results.get("state", []):
         print(f"| state after {row['measurements']:,} | RocksDB {row['rocksdb_mb']} MB, RSS {row['rss_mb']} MB |")
     if pr := results.get("poller"):
         print(

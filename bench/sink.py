@@ -15,11 +15,13 @@ from pathlib import Path
 
 import orjson
 
+from airq_app.settings import OutputSettings
 from airq_app.sink import JsonLinesSink
 
 
 async def _run(out: Path, records: int, partitions: int) -> float:
-    sink = JsonLinesSink(out, "bench", max_bytes=16 * 1024 * 1024, max_age_s=5.0)
+    output = OutputSettings(directory=out, rotate_max_bytes=16 * 1024 * 1024, rotate_max_age_s=5.0)
+    sink = JsonLinesSink(output, "bench")
     for p in range(partitions):
         await sink.open_partition(p)
     acked = 0

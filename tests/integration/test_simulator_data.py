@@ -39,7 +39,12 @@ def _series_value(s: SimulatorThread, sensor_id: int, kind: str, end_utc: str) -
 
 def test_revision_shows_on_every_endpoint_after_the_delay() -> None:
     now = [datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()]
-    config = {"clock": lambda: now[0], "inactive_fraction": 0, "revision_rate": 1.0, "revision_delay_s": 20}
+    config: dict[str, Any] = {
+        "clock": lambda: now[0],
+        "inactive_fraction": 0,
+        "revision_rate": 1.0,
+        "revision_delay_s": 20,
+    }
     with running_simulator(locations=20, **config) as s:
         hour = "2025-06-01T12:00:00Z"
         first = _latest_by_sensor(s, "/v3/locations/2178/latest")
@@ -228,8 +233,8 @@ def test_archive_lag_and_faults() -> None:
 # -- data-quality faults -------------------------------------------------------------------------------------------
 
 QUALITY_NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()
-QUALITY_WORLD = {"locations": 30, "seed": 11, "inactive_fraction": 0}
-QUALITY_FAULTS = {"stuck_rate": 0.4, "spike_rate": 0.1, "pm25_gt_pm10_rate": 1.0, "flag_rate": 1.0}
+QUALITY_WORLD: dict[str, Any] = {"locations": 30, "seed": 11, "inactive_fraction": 0}
+QUALITY_FAULTS: dict[str, Any] = {"stuck_rate": 0.4, "spike_rate": 0.1, "pm25_gt_pm10_rate": 1.0, "flag_rate": 1.0}
 FLAG_KEYS = ["locationId", "flagType", "datetimeFrom", "datetimeTo", "sensorIds", "note"]
 
 
@@ -247,7 +252,7 @@ def _quality(s: SimulatorThread, **params: Any) -> dict[str, Any]:
 
 def test_flags_endpoints_answer_with_the_real_shape_and_errors(quality_sim: SimulatorThread) -> None:
     s = quality_sim
-    window = {"datetime_from": "2025-05-25T00:00:00Z", "datetime_to": "2025-06-01T12:00:00Z"}
+    window: dict[str, Any] = {"datetime_from": "2025-05-25T00:00:00Z", "datetime_to": "2025-06-01T12:00:00Z"}
     body = get(s, "/v3/locations/2178/flags", **window).json()
     results = body["results"]
     assert body["meta"] == {"name": "openaq-api", "website": "/", "page": 1, "limit": 100, "found": len(results)}

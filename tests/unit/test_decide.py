@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
 
-from airq_app.domain.decide import decide, decide_in, location_summary, merge_location
+from airq_app.domain.decide import Decision, decide, decide_in, location_summary, merge_location
 from airq_app.domain.dedup import GRACE_S, MAX_REVISIONS, bucket_key
 from airq_app.domain.filters import FilterConfig
 from airq_app.domain.validation import parse_measurement
@@ -21,8 +22,14 @@ RETENTION = 72 * 3600
 FAR_CFG = FilterConfig(max_age_hours=8760)
 
 
-def m(sensor: int = 71, hour: str = "2026-11-24T12:00:00Z", **kw: object) -> dict:
+def m(sensor: int = 71, hour: str = "2026-11-24T12:00:00Z", **kw: Any) -> dict:
     return parse_measurement(encode(measurement(sensor, hour, **kw))[1])
+
+
+def rec(d: Decision) -> dict[str, Any]:
+    """The record of a write (only writes have one)."""
+    assert d.record is not None, d
+    return d.record
 
 
 def src(offset: int, partition: int = 3) -> dict:
@@ -35,9 +42,9 @@ def test_first_time_is_written_and_remembered() -> None:
     assert d.outcome == "write"
     epoch = int(datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp())
     assert state[bucket_key(71, epoch // 3600)] == {"0": [[3, 10, 35.4]]}
-    assert d.record["value"] == 35.4 and d.record["aqi"] == 100 and d.record["aqi_category"] == "Moderate"
-    assert d.record["aqi_basis"] == "instant" and d.record["source"] == src(10)
-    assert d.record["revision"] == 0 and d.record["previous_value"] is None
+    assert rec(d)["value"] == 35.4 and rec(d)["aqi"] == 100 and rec(d)["aqi_category"] == "Moderate"
+    assert rec(d)["aqi_basis"] == "instant" and rec(d)["source"] == src(10)
+    assert rec(d)["revision"] == 0 and rec(d)["previous_value"] is None
     assert state["71"]["newest"] == epoch and d.history == state["71"]
 
 
@@ -48,7 +55,7 @@ def test_repeat_is_a_duplicate_but_own_replay_is_written_again() -> None:
     assert decide_in(state, m(), src(55), CFG, RETENTION, NOW).outcome == "duplicate"
     replay = decide_in(state, m(), src(10), CFG, RETENTION, NOW)
     assert replay.outcome == "write" and state == before
-    assert replay.record["source"] == src(10) and replay.record["revision"] == 0
+    assert rec(replay)["source"] == src(10) and rec(replay)["revision"] == 0
     # The state that accepted it is written again, unchanged: a SIGKILL may have kept its first write from the
     # changelog, and the replay's file must not be finished before the changelog holds it.
     assert replay.writes == before
@@ -68,26 +75,26 @@ def test_nowcast_from_sensor_history() -> None:
         decide_in(state, m(hour=f"2026-11-24T{h}:00:00Z", value=v), src(h), CFG, RETENTION, NOW)
     d = decide_in(state, m(value=40.0), src(12), CFG, RETENTION, NOW)
     # w = 20/40 = 0.5: (40 + 15 + 5) / (1 + 0.5 + 0.25) = 34.28... -> truncated 34.2
-    assert d.record["nowcast"] == 34.2 and d.record["aqi_basis"] == "nowcast"
-    assert d.record["aqi"] == 98  # 51 + 49/26.3 * (34.2 - 9.1) = 97.76
+    assert rec(d)["nowcast"] == 34.2 and rec(d)["aqi_basis"] == "nowcast"
+    assert rec(d)["aqi"] == 98  # 51 + 49/26.3 * (34.2 - 9.1) = 97.76
 
 
 def test_revisions_are_numbered_with_the_value_they_replace_and_rescored() -> None:
     state: dict = {}
     first = decide_in(state, m(value=35.4), src(10), CFG, RETENTION, NOW)
-    assert (first.record["revision"], first.record["previous_value"], first.record["aqi"]) == (0, None, 100)
+    assert (rec(first)["revision"], rec(first)["previous_value"], rec(first)["aqi"]) == (0, None, 100)
     second = decide_in(state, m(value=55.5), src(11), CFG, RETENTION, NOW)
     assert second.outcome == "write"
-    assert (second.record["revision"], second.record["previous_value"]) == (1, 35.4)
-    assert second.record["value"] == 55.5 and second.record["aqi"] == 151  # 55.5 starts the Unhealthy row
+    assert (rec(second)["revision"], rec(second)["previous_value"]) == (1, 35.4)
+    assert rec(second)["value"] == 55.5 and rec(second)["aqi"] == 151  # 55.5 starts the Unhealthy row
     third = decide_in(state, m(value=12.0), src(12), CFG, RETENTION, NOW)
-    assert (third.record["revision"], third.record["previous_value"]) == (2, 55.5)
+    assert (rec(third)["revision"], rec(third)["previous_value"]) == (2, 55.5)
     hour = "2026-11-24T12:00:00Z"
     assert state["71"]["hours"][hour] == 12.0  # the hourly state holds the latest revision
     # The next hour's NowCast uses the revised value: w = 12/40 -> 0.5, (40 + 6) / 1.5 = 30.66 -> 30.6
     an_hour_later = NOW + timedelta(hours=1)
     after = decide_in(state, m(hour="2026-11-24T13:00:00Z", value=40.0), src(13), CFG, RETENTION, an_hour_later)
-    assert after.record["nowcast"] == 30.6
+    assert rec(after)["nowcast"] == 30.6
 
 
 def test_copies_of_any_accepted_revision_are_duplicates_and_replays_keep_their_revision() -> None:
@@ -99,12 +106,12 @@ def test_copies_of_any_accepted_revision_are_duplicates_and_replays_keep_their_r
     snapshot = {k: dict(v) for k, v in state.items()}
     replay0 = decide_in(state, m(value=10.0), src(10), CFG, RETENTION, NOW)
     replay1 = decide_in(state, m(value=11.0), src(20), CFG, RETENTION, NOW)
-    assert (replay0.record["revision"], replay0.record["previous_value"], replay0.record["value"]) == (0, None, 10.0)
-    assert (replay1.record["revision"], replay1.record["previous_value"]) == (1, 10.0)
+    assert (rec(replay0)["revision"], rec(replay0)["previous_value"], rec(replay0)["value"]) == (0, None, 10.0)
+    assert (rec(replay1)["revision"], rec(replay1)["previous_value"]) == (1, 10.0)
     assert state == snapshot  # replays change no state
     # The same offset in another partition is another message.
     other = decide_in(state, m(value=12.0), src(10, partition=4), CFG, RETENTION, NOW)
-    assert other.record["revision"] == 2
+    assert rec(other)["revision"] == 2
 
 
 def test_a_revision_lost_with_the_state_is_numbered_the_same_again() -> None:
@@ -114,14 +121,14 @@ def test_a_revision_lost_with_the_state_is_numbered_the_same_again() -> None:
     recovered = {k: dict(v) for k, v in state.items()}
     original = decide_in(state, m(value=11.0), src(20), CFG, RETENTION, NOW)
     again = decide_in(recovered, m(value=11.0), src(20), CFG, RETENTION, NOW)
-    assert original.record["revision"] == again.record["revision"] == 1
+    assert rec(original)["revision"] == rec(again)["revision"] == 1
     assert recovered == state
 
 
 def test_revisions_per_time_are_capped() -> None:
     state: dict = {}
     for n in range(MAX_REVISIONS):
-        assert decide_in(state, m(value=10.0 + n), src(n), CFG, RETENTION, NOW).record["revision"] == n
+        assert rec(decide_in(state, m(value=10.0 + n), src(n), CFG, RETENTION, NOW))["revision"] == n
     d = decide_in(state, m(value=99.0), src(100), CFG, RETENTION, NOW)
     assert (d.outcome, d.reason) == ("filtered", "revision_limit")
 
@@ -179,7 +186,7 @@ def test_history_is_kept_for_the_retention_and_backfill_skips_max_age() -> None:
     assert decide_in(state, old, src(2), CFG, year, NOW).reason == "too_old"  # a live copy: max_age_hours
     backfilled = m(hour="2026-06-01T12:00:00Z", value=30.0, backfill=True)
     d = decide_in(state, backfilled, src(3), CFG, year, NOW)
-    assert d.outcome == "write" and d.record["revision"] == 0
+    assert d.outcome == "write" and rec(d)["revision"] == 0
     assert decide_in(state, backfilled, src(4), CFG, year, NOW).outcome == "duplicate"
     too_far = m(hour="2025-06-01T12:00:00Z", value=30.0, backfill=True)
     assert decide_in(state, too_far, src(5), CFG, year, NOW).reason == "too_old"  # beyond the retention
@@ -194,11 +201,11 @@ def test_backfill_never_moves_the_live_nowcast_backwards() -> None:
     for h, v in ((8, 100.0), (9, 100.0), (10, 100.0)):
         old = m(hour=f"2026-10-24T{h:02d}:00:00Z", value=v, backfill=True)
         d = decide_in(state, old, src(100 + h), CFG, RETENTION * 100, NOW)
-    assert d.record["nowcast"] == 100.0 and d.record["aqi_basis"] == "nowcast"
+    assert rec(d)["nowcast"] == 100.0 and rec(d)["aqi_basis"] == "nowcast"
     assert state["71"]["hours"] == live_hours
     assert state["71"]["newest"] == int(datetime(2026, 11, 24, 11, tzinfo=UTC).timestamp())
     d = decide_in(state, m(value=40.0), src(12), CFG, RETENTION, NOW)
-    assert d.record["nowcast"] == 34.2  # as if no history had been loaded
+    assert rec(d)["nowcast"] == 34.2  # as if no history had been loaded
 
 
 def test_entries_written_before_buckets_still_deduplicate() -> None:
@@ -206,7 +213,7 @@ def test_entries_written_before_buckets_still_deduplicate() -> None:
     state: dict = {"71": {"newest": epoch, "hours": {}, "recent": [], "seen": {str(epoch): [3, 10]}}}
     assert decide_in(state, m(value=1.0), src(11), CFG, RETENTION, NOW).outcome == "duplicate"
     replay = decide_in(state, m(value=1.0), src(10), CFG, RETENTION, NOW)
-    assert replay.outcome == "write" and replay.record["revision"] == 0
+    assert replay.outcome == "write" and rec(replay)["revision"] == 0
 
 
 def test_filtered_and_unit_unknown() -> None:
@@ -216,9 +223,9 @@ def test_filtered_and_unit_unknown() -> None:
 
 def test_gas_in_ppm_is_normalised_to_ppb() -> None:
     d = decide(m(parameter="no2", unit="ppm", value=0.101), src(1), None, CFG, RETENTION, NOW)
-    assert d.record["value"] == pytest.approx(101.0) and d.record["unit"] == "ppb"
-    assert d.record["raw_value"] == 0.101 and d.record["raw_unit"] == "ppm"
-    assert d.record["aqi"] == 101  # NO2 1h: 101 ppb is the first value of the USG row
+    assert rec(d)["value"] == pytest.approx(101.0) and rec(d)["unit"] == "ppb"
+    assert rec(d)["raw_value"] == 0.101 and rec(d)["raw_unit"] == "ppm"
+    assert rec(d)["aqi"] == 101  # NO2 1h: 101 ppb is the first value of the USG row
 
 
 def test_stuck_sensor_is_flagged_not_dropped() -> None:
@@ -227,15 +234,16 @@ def test_stuck_sensor_is_flagged_not_dropped() -> None:
     for h in range(0, 7):
         d = decide(m(hour=f"2026-11-24T{h:02d}:00:00Z", value=12.0), src(h), history, CFG, RETENTION, NOW)
         history = d.history
-        flags.append("stuck" in d.record["flags"])
+        flags.append("stuck" in rec(d)["flags"])
     assert flags == [False] * 5 + [True, True]
 
 
 def test_location_summary_keeps_the_newest_per_parameter() -> None:
-    a = decide(m(hour="2026-11-24T11:00:00Z", value=5.0), src(1), None, CFG, RETENTION, NOW).record
-    b = decide(m(value=60.0), src(2), None, CFG, RETENTION, NOW).record
-    o3 = decide(m(sensor=81, parameter="o3", unit="ppm", value=0.03), src(3), None, CFG, RETENTION, NOW).record
+    a = rec(decide(m(hour="2026-11-24T11:00:00Z", value=5.0), src(1), None, CFG, RETENTION, NOW))
+    b = rec(decide(m(value=60.0), src(2), None, CFG, RETENTION, NOW))
+    o3 = rec(decide(m(sensor=81, parameter="o3", unit="ppm", value=0.03), src(3), None, CFG, RETENTION, NOW))
     entry = location_summary(location_summary(None, b), o3)
+    assert entry is not None
     assert location_summary(entry, a) is None  # older than what is shown
     assert entry["parameters"]["pm25"]["value"] == 60.0
     assert set(entry["parameters"]) == {"pm25", "o3"}

@@ -6,6 +6,7 @@ hand, and, where the docs quote it, from the published value (55 µg/m³ PM2.5 o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ def epoch_at(hours_before_end: int) -> int:
     return epoch_seconds(END - timedelta(hours=hours_before_end))
 
 
-def window(values_newest_first: list[float | None]) -> list[float | None]:
+def window(values_newest_first: Sequence[float | None]) -> list[float | None]:
     """A sensor window as `hourly_window` builds it from these hourly values (None: no value that hour)."""
     hours: dict[str, float] = {}
     for back in range(len(values_newest_first) - 1, 0, -1):
@@ -50,7 +51,7 @@ def window(values_newest_first: list[float | None]) -> list[float | None]:
 
 
 def run(
-    values_oldest_first: list[float | None],
+    values_oldest_first: Sequence[float | None],
     cfg: FilterConfig | None = None,
     sensor: int = 501,
     **kw: Any,
@@ -67,6 +68,7 @@ def run(
         d = decide(m, {"topic": "t", "partition": 0, "offset": i}, history, cfg, RETENTION, NOW)
         assert d.outcome == "write", d
         history = d.history
+        assert d.record is not None
         records.append(d.record)
     return records
 
@@ -80,7 +82,7 @@ def test_required_hours_is_75_percent_rounded_up() -> None:
 
 def test_24_hour_mean_needs_18_of_24_hours() -> None:
     eighteen = [10.0] * 18 + [None] * 6
-    assert running_means(window([30.0] + eighteen[1:]))[24] == pytest.approx((30.0 + 17 * 10.0) / 18)
+    assert running_means(window([30.0, *eighteen[1:]]))[24] == pytest.approx((30.0 + 17 * 10.0) / 18)
     seventeen = [30.0] + [10.0] * 16 + [None] * 7
     assert running_means(window(seventeen))[24] is None
     # The missing hours may be anywhere in the 24.
@@ -241,7 +243,7 @@ def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_summary_overall_is_the_worst_sub_index() -> None:
-    loc = {"location_id": 77, "country": "FR"}
+    loc: dict[str, Any] = {"location_id": 77, "country": "FR"}
     pm = run([8.0], sensor=771, **loc)[-1]  # EU:new PM2.5 8 → Fair
     no2 = run([60.0], sensor=772, parameter="no2", unit="ppb", **loc)[-1]  # 60 ppb = 113 µg/m³ → Very poor
     o3 = run([0.03], sensor=773, parameter="o3", unit="ppm", **loc)[-1]
@@ -250,12 +252,13 @@ def test_summary_overall_is_the_worst_sub_index() -> None:
     assert {s["index"] for s in subs.values()} == {"EU:new"}
     worst = max(subs.values(), key=lambda s: (s["level"], s["value"]))
     assert entry["local_index"] == worst and entry["local_index"]["pollutant"] == "no2"
-    assert entry["local_index"]["category"] == indices.sub_index("EU:new", "no2", 60.0, "ppb", 1)[1]
+    expected = indices.sub_index("EU:new", "no2", 60.0, "ppb", 1)
+    assert expected is not None and entry["local_index"]["category"] == expected[1]
     assert subs["pm25"]["category"] == "Fair"
 
 
 def test_summary_overall_aqhi_from_its_formula() -> None:
-    loc = {"location_id": 88, "country": "CA"}
+    loc: dict[str, Any] = {"location_id": 88, "country": "CA"}
     no2 = run([20.0] * 3, sensor=881, parameter="no2", unit="ppb", **loc)
     o3 = run([0.030] * 3, sensor=882, parameter="o3", unit="ppm", **loc)
     pm = run([10.0] * 3, sensor=883, **loc)
@@ -265,7 +268,8 @@ def test_summary_overall_aqhi_from_its_formula() -> None:
     entry = summary_of(no2 + pm + o3)
     # 20 ppb NO2, 30 ppb O3, 10 µg/m³ PM2.5 → 3.72 → 4, Moderate (docs/indices.md)
     assert (entry["local_index"]["value"], entry["local_index"]["category"]) == (4, "Moderate")
-    assert entry["local_index"]["value"] == indices.aqhi(20.0, 30.0, 10.0)[0]
+    aqhi = indices.aqhi(20.0, 30.0, 10.0)
+    assert aqhi is not None and entry["local_index"]["value"] == aqhi[0]
 
 
 def test_summary_without_a_local_index() -> None:
