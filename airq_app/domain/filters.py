@@ -1,37 +1,8 @@
 """Configurable data-quality rules for raw measurements (pure, no I/O).
 
-`check()` returns the first rule a measurement breaks, as a short stable reason, or None. Rules, in the order
-they are tried, and what happens:
-
-=====================  ======  =================================================================================
-reason                 action  rule
-=====================  ======  =================================================================================
-parameter_not_allowed  drop    `parameter` not in `FilterConfig.parameters`
-country                drop    `countries` is set and the country (ISO alpha-2) is missing or not in it
-bbox                   drop    `bbox` is set and the coordinates are missing or outside it (edges included)
-future                 drop    the time is more than `max_future_skew_s` ahead of `now`
-too_old                drop    the time is more than `max_age_hours` before `now` (not for a `"backfill": true`
-                               message: history is bounded by the de-duplication retention, `decide`)
-sentinel               drop    the *raw* value is one of `sentinels` (-999, -9999: "instrument not reporting")
-unit_unknown           drop    the unit could not be normalised (`normalised_value` is None)
-negative               drop    the normalised value is below 0 and `drop_negative` is set
-implausible            drop    the normalised value is above `plausible_max[parameter]`, or not finite (a
-                               conversion that overflowed)
-(stuck)                flag    `stuck_flag()`: the last `stuck_hours` hourly values are identical; the record is
-                               kept and carries the flag `stuck`
-=====================  ======  =================================================================================
-
-`check` takes a measurement that `validation.parse_measurement` accepted: its time is a normalised `...Z` instant
-with its seconds in `epoch`, and its value a finite number, so neither is checked or read again here.
-
-The plausible maxima default to OpenAQ's own `upper_limit`s (the `measurands` table of
-https://github.com/openaq/openaq-db, `openaqdb/tables/measurands.sql`), expressed in the normalised unit:
-pm1/pm25/pm4 1000 µg/m³, pm10 1500 µg/m³, bc 200 µg/m³, o3 0.5 ppm, no2 500 ppb, so2 2000 ppb, co 100 ppm.
-A value above them is more likely a unit error (µg/m³ labelled ppm) than air. A `plausible_max` given in the
-config is merged over these defaults.
-
-`max_age_hours` defaults to 72 h: it must cover the poller's look-back window (24 h by default) plus the time
-a message may wait in Kafka during an outage, and equals the default de-duplication retention.
+`check()` returns the first rule a measurement breaks, as a short stable reason, or None; `stuck_flag()` flags
+rather than drops. It takes a measurement `validation.parse_measurement` accepted, so the time and the value's
+finiteness are not checked again here. The rules, their order and their defaults: docs/stream.md, step 2 (Filter).
 """
 
 from __future__ import annotations
