@@ -1,40 +1,8 @@
 """US EPA Air Quality Index (May 2024 table) and the PM NowCast; pure functions, no I/O.
 
-Sources: EPA-454/B-24-002, Technical Assistance Document for the Reporting of Daily Air Quality – the AQI
-(May 2024; https://document.airnow.gov/technical-assistance-document-for-the-reporting-of-daily-air-quailty.pdf),
-Table 6, with the AQI equation as AirNow publishes it
-(https://forum.airnowtech.org/t/the-aqi-equation-2024-valid-beginning-may-6th-2024/453), and the PM NowCast
-as AirNow computes it (https://www.airnow.gov/faqs/how-nowcast-algorithm-used-report/; EPA fact sheet
-https://nepis.epa.gov/Exe/ZyPURL.cgi?Dockey=P100X0J6.txt).
-
-Tables (which `(pollutant, averaging)` pairs have an index)
-    pm25 24h    0.0–9.0 / 9.1–35.4 / 35.5–55.4 / 55.5–125.4 / 125.5–225.4 / 225.5–325.4 µg/m³
-    pm10 24h    0–54 / 55–154 / 155–254 / 255–354 / 355–424 / 425–604 µg/m³
-    o3   8h     0.000–0.054 / … / 0.106–0.200 ppm (AQI 0–300; above 0.200 ppm there is no 8-hour index → None)
-    o3   1h     0.125–0.164 / 0.165–0.204 / 0.205–0.404 / 0.405–0.604 ppm (AQI 101–500; below 0.125 → None)
-    co   8h     0.0–4.4 / … / 30.5–50.4 ppm
-    so2  1h     0–35 / 36–75 / 76–185 / 186–304 ppb (AQI 0–200)
-    so2  24h    305–604 / 605–1004 ppb (AQI 201–500; below 305 ppb the 24-hour table has no row → None)
-    no2  1h     0–53 / … / 1250–2049 ppb
-Hazardous is one row, 301–500 (the TAD's single "301 and higher" row and its AQI-500 footnote).
-
-Every other pair returns None (an averaging the pollutant has no table for). In
-particular PM given with averaging `1h` is None: the PM table is a 24-hour table. Callers that want an hourly PM
-index pass the NowCast (EPA's own stand-in for the 24-hour mean) or, as an indicative approximation, the hourly
-value itself with averaging `24h` (see `scoring.score`).
-
-SO2 1-hour values of 305 ppb or more: the 1-hour table stops at AQI 200 and the TAD says to use the 24-hour mean
-when it is also ≥ 305 ppb, and otherwise to report exactly 200. With only the 1-hour value at hand `us_aqi('so2',
-v, 'ppb', '1h')` therefore returns (200, 'Unhealthy') for v ≥ 305; pass the 24-hour mean with `24h` for more.
-
-Procedure: convert to the table unit (gas in µg/m³ at 25 °C, 24.45 L/mol; ppm ↔ ppb), truncate (never round) to
-the table precision — PM2.5 0.1 µg/m³, PM10 1 µg/m³, O3 0.001 ppm, CO 0.1 ppm, SO2 1 ppb, NO2 1 ppb — find the
-row, interpolate, and round half up. All of it runs on exact decimals (`Decimal(str(x))`, then `Fraction`), so a
-converted 0.071 ppm is not truncated to 0.070 and a tie such as O3 8h 0.080 ppm → 132.5 becomes 133.
-
-Above the top of a table (PM2.5 > 325.4, PM10 > 604, O3 1h > 0.604, CO > 50.4, SO2 24h > 1004, NO2 > 2049) the
-index is extrapolated along the Hazardous row's slope, uncapped, as the TAD FAQ describes ("Beyond the AQI");
-the category stays `Hazardous`. Negative, NaN or infinite concentrations return None.
+`us_aqi` is None for a (pollutant, averaging) without a table: an hourly PM index is the NowCast, or the hourly value
+with `24h` (`scoring.score`). The breakpoints are `TABLES` (EPA-454/B-24-002, Table 6); the sources, SO2 above
+304 ppb, truncation, exact decimals and the extrapolation above the top: docs/indices.md, "The US EPA AQI".
 """
 
 from __future__ import annotations
@@ -231,7 +199,7 @@ def us_aqi(pollutant: str, concentration: float, unit: str, averaging: str) -> t
     """US EPA AQI (May 2024) and category for one concentration, or None where the table has no value.
 
     `unit`: `µg/m³` (also `ug/m3`, Greek-mu `μg/m³`, `mg/m³`), `ppm` or `ppb`; gases in mass units are converted
-    at 25 °C. `averaging`: `1h`, `8h` or `24h`; see the module docstring for the pairs that have a table.
+    at 25 °C. `averaging`: `1h`, `8h` or `24h`; the pairs that have a table are the keys of `TABLES`.
     """
     spec = TABLES.get((pollutant, averaging))
     if spec is None:

@@ -1,37 +1,9 @@
 """Shaping of output records, their US AQI and their national index (pure, apart from `processed_at` defaulting to
 the clock).
 
-Averaging periods come from the sensor's own hourly history (`hourly_window`: the last `HISTORY_HOURS` = 24 hours,
-one value per hour, kept in the sensor's RocksDB entry, so the state grows with the number of sensors only).
-`running_means` gives the means over 1, 3, 4, 8, 12 and 24 hours ending at the measurement's hour, each defined only
-when at least 75 % of its hours have a value, rounded up to whole hours (`required_hours`): 18 of 24, 9 of 12, 6 of 8
-(the EPA's and AirNow's completeness rule for 24-hour PM and 8-hour O3 and CO means, which the EU uses for n-hour
-means too), 3 of 4, and all 3 of 3 for the AQHI's 3-hour means (Health Canada's formula is defined on 3-hour means
-and names no smaller share; 75 % of 3 hours is 2.25, so all three are needed). A mean is the arithmetic mean of the
-hours present.
-
-US EPA AQI (`score`, the `aqi` fields of every record):
-
-* pm25, pm10: the NowCast of the sensor's last 12 hours (`aqi_basis = "nowcast"`), fed to the 24-hour table,
-  as AirNow does for hourly reporting. When the NowCast is undefined (fewer than 2 of the 3 newest hours), the
-  hourly value itself goes through the 24-hour table (`"instant"`, an indicative hourly sub-index).
-* o3: the 8-hour running mean through the 8-hour table (`"mean_8h"`) where it is defined; from 0.125 ppm the hourly
-  value also goes through the 1-hour table and the higher index is reported (TAD: report the more precautionary of
-  the two; `"instant"` when the 1-hour value wins). Above 0.200 ppm the 8-hour table defines no index and only the
-  1-hour table applies. Where the 8-hour mean is not defined (fewer than 6 of the 8 hours), or gives no index while
-  the hour is below 0.125 ppm, the hourly value goes through the 8-hour table as an indicative sub-index
-  (`"instant"`), and through the 1-hour table from 0.125 ppm. The AirNow ozone NowCast (a per-site regression since
-  2019) is not reproduced.
-* co: the 8-hour running mean through the 8-hour table (`"mean_8h"`); where it is not defined, the hourly value
-  (`"instant"`).
-* so2, no2: the hourly value through their 1-hour tables (`"instant"`); SO2 ≥ 305 ppb gives 200 (see `aqi`).
-* anything else: no index.
-
-National index (`local_index`, the record's `local_index` field): the location's country decides the index
-(`airq_app.domain.indices.IndexConfig.index_for`: `pipeline.json` section `indices`, else the country's default), and
-`airq_app.domain.indices.local_index` evaluates every period that index's table defines for the pollutant whose running
-mean is defined, keeping the worst. None where the country has no index, the index has no row for the pollutant or
-no needed mean is defined yet (e.g. India's 24-hour PM before 18 hours are known).
+A sensor's last `HISTORY_HOURS` hourly values (`hourly_window`) give the running means (`running_means`, each
+defined when `required_hours` of its hours have a value); `score` turns them into the US AQI and `local_index` into
+the national index. The rules: docs/stream.md, step 4 (Score), and docs/indices.md, "In the stream".
 """
 
 from __future__ import annotations
@@ -138,8 +110,8 @@ def score(
     """(AQI and category, basis `nowcast`/`mean_8h`/`instant`, NowCast value) for one normalised hourly value.
 
     `hourly_newest_first` is the sensor's hourly window from `hourly_window`, index 0 being this value (the PM
-    NowCast uses its first 12 hours, O3 and CO their 8-hour mean). See the module docstring for the table each
-    pollutant uses. The basis is None whenever the index is.
+    NowCast uses its first 12 hours, O3 and CO their 8-hour mean). The table each pollutant uses: docs/stream.md,
+    step 4. The basis is None whenever the index is.
     """
     if parameter in PM:
         nc = None
