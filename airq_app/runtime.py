@@ -42,7 +42,8 @@ class Runtime:
                 problems.append("no partitions assigned yet (waiting for the broker and the group)")
             elif app.rebalancing:
                 problems.append("rebalancing")
-            elif app.in_recovery or not app.tables.recovery.completed.is_set():
+            # TableManagerT, Faust's abstract type of app.tables, lacks the `recovery` of faust's TableManager.
+            elif app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
                 problems.append("tables recovering")
             if status.sink_blocked:
                 problems.append(f"output blocked: {status.sink_blocked}")

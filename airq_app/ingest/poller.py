@@ -194,12 +194,12 @@ class Poller:
         for name, parameter_id in openaq.parameter_variants(self.settings.selection.parameters):
             if not self._polling():
                 break
+
+            def fetch(pid: int = parameter_id) -> list[dict[str, Any]]:  # every page, in a thread
+                return list(client.latest_for_parameter(pid, limit=self.settings.openaq.page_limit))
+
             try:
-                items = await asyncio.to_thread(
-                    lambda pid=parameter_id: list(
-                        client.latest_for_parameter(pid, limit=self.settings.openaq.page_limit)
-                    )
-                )
+                items = await asyncio.to_thread(fetch)
             except openaq.OpenAQError as exc:
                 errors.append(f"{name}: {exc}")
                 log.error("airq: polling %s failed: %s", name, exc)

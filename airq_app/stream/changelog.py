@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import faust
-from faust.types import TableT
 
 log = logging.getLogger("airq.changelog")
 
@@ -25,7 +24,7 @@ class ChangelogNotDelivered(RuntimeError):
 
 
 class ChangelogDelivery(faust.Sensor):
-    def __init__(self, tables: list[TableT]) -> None:
+    def __init__(self, tables: list[faust.Table]) -> None:
         super().__init__()
         self.tables = {t.changelog_topic_name: t for t in tables}
         # (changelog topic, partition, serialized key) -> the last error

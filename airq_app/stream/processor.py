@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiokafka.errors import IllegalStateError
@@ -100,8 +101,9 @@ class StreamProcessor:
         app.agent(self.topics.measurements, name="airq.stream.process")(self.process)
         app.timer(self.output.flush_interval_s, name="airq.stream.flush_output")(self.sink.tick)
         app.timer(STALL_CHECK_S, name="airq.stream.watch_stalls")(self.watch_stalls)
-        app.on_partitions_assigned.connect(self.on_assigned)
-        app.on_partitions_revoked.connect(self.on_revoked)
+        # mode types a receiver as (sender, *args, signal=..., **kwargs); Faust sends the partition set positionally.
+        app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
         app.before_stop.append(self.close)
         app.sensors.add(self.delivery)
 
@@ -154,7 +156,8 @@ class StreamProcessor:
     # -- the agent -------------------------------------------------------------------------------------------
 
     async def process(self, stream: StreamT) -> None:
-        async for event in stream.noack().events():
+        # StreamT, Faust's abstract stream type, lacks the `noack` of faust.Stream, which agents are given.
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
             started = time.perf_counter()
             msg = event.message
             try:
@@ -230,7 +233,7 @@ class StreamProcessor:
             history.rollback()  # nothing staged is left once the records are accepted (`commit`)
 
     async def _decide_message(
-        self, event: EventT, items: list[Any], partition: int, offset: int, generation: int
+        self, event: EventT, items: list[Any], partition: int, offset: int, generation: int | None
     ) -> None:
         msg = event.message
         status = self.status
@@ -471,7 +474,7 @@ class StreamProcessor:
             committed.append(done)
             task = asyncio.ensure_future(self.open_partition(tp, generation, done))
             self._opening[tp.partition] = task
-            task.add_done_callback(lambda t, p=tp.partition: self._opened(p, t))
+            task.add_done_callback(partial(self._opened, tp.partition))
         if committed:
             await asyncio.wait([asyncio.ensure_future(e.wait()) for e in committed], timeout=OPEN_WAIT_S)
 

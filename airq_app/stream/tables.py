@@ -8,10 +8,9 @@ partition owns the matching table partitions. Values are JSON objects as bytes (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import TableT
 
 # Bounded RocksDB memory per partition DB (Faust's default block cache is 2 GiB per partition).
 ROCKSDB_OPTIONS: dict[str, Any] = {
@@ -30,14 +29,14 @@ ROCKSDB_OPTIONS: dict[str, Any] = {
 class StreamTables:
     # "{sensor id}" -> the sensor's main entry (newest time, NowCast hours, recent values) and "{sensor id}/{hour}" ->
     # the revisions accepted in that hour, with the message of each: the de-duplication state (`airq_app.domain.dedup`).
-    sensor_history: TableT
+    sensor_history: faust.Table
     # location id -> {"location": {...}, "parameters": {name: latest record summary}}; served by any worker.
-    latest_by_location: TableT
+    latest_by_location: faust.Table
 
 
 def declare(app: faust.App, partitions: int) -> StreamTables:
-    def json_table(name: str, help: str) -> TableT:
-        return app.Table(
+    def json_table(name: str, help: str) -> faust.Table:
+        table = app.Table(
             name,
             key_type=str,
             value_type=bytes,  # stored and sent as is ("raw")
@@ -45,6 +44,9 @@ def declare(app: faust.App, partitions: int) -> StreamTables:
             options=dict(ROCKSDB_OPTIONS),
             help=help,
         )
+        # `App.Table` is typed as the abstract TableT; what it makes is app.conf.Table, faust.Table unless configured
+        # otherwise, whose `changelog_topic_name` airq uses.
+        return cast(faust.Table, table)
 
     return StreamTables(
         json_table("sensor_history", "Per-sensor NowCast hours, recent values and hourly de-duplication buckets."),

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp import ClientTimeout
 from faust.web import Request, Response, View
 from yarl import URL
 
@@ -27,7 +28,7 @@ from airq_app.runtime import Runtime
 from airq_app.stream.processor import StreamProcessor
 from airq_app.web.auth import token_headers
 
-PEER_TIMEOUT_S = 3.0
+PEER_TIMEOUT = ClientTimeout(total=3.0)
 LOCAL_CACHE_S = 2.0
 
 
@@ -48,8 +49,8 @@ class LocalLocations:
 
 
 def install(rt: Runtime) -> None:
-    stream = rt.stream
-    assert stream is not None
+    assert rt.stream is not None
+    stream: StreamProcessor = rt.stream  # not Optional: the views below see it narrowed
     app = rt.app
     local = LocalLocations(stream)
     allowed = set(rt.settings.web.peer_hosts)
@@ -78,7 +79,7 @@ def install(rt: Runtime) -> None:
                     async with app.http_client.get(
                         f"{owner}/airq/locations/{location_id}",
                         headers={"X-Airq-Forwarded": "1", **peer_headers},
-                        timeout=PEER_TIMEOUT_S,
+                        timeout=PEER_TIMEOUT,
                     ) as resp:
                         body = await resp.read()
                         return self.bytes(body, content_type="application/json", status=resp.status)
@@ -128,12 +129,12 @@ def install(rt: Runtime) -> None:
                 return summary, local.entries()
             try:
                 async with app.http_client.get(
-                    f"{url}/airq/status", headers=peer_headers, timeout=PEER_TIMEOUT_S
+                    f"{url}/airq/status", headers=peer_headers, timeout=PEER_TIMEOUT
                 ) as resp:
                     resp.raise_for_status()  # a 401 (another web token) says so, not a missing key
                     st = orjson.loads(await resp.read())
                 async with app.http_client.get(
-                    f"{url}/airq/api/locations", headers=peer_headers, timeout=PEER_TIMEOUT_S
+                    f"{url}/airq/api/locations", headers=peer_headers, timeout=PEER_TIMEOUT
                 ) as resp:
                     resp.raise_for_status()
                     entries = [e for e in orjson.loads(await resp.read())["locations"] if "location_id" in e]

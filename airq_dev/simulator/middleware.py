@@ -108,15 +108,16 @@ async def openaq_middleware(request: web.Request, handler: Handler) -> web.Strea
         resp = web.Response(body=body, content_type="application/json")
     else:
         try:
-            resp = await handler(request)
+            handled = await handler(request)
         except ApiError as exc:
             return finish(json_response(exc.body, exc.status), rate_headers)
         except web.HTTPNotFound:
             return finish(json_response({"detail": "Not Found"}, 404), rate_headers)
         except web.HTTPMethodNotAllowed:
             return finish(json_response({"detail": "Method Not Allowed"}, 405), rate_headers)
-        if not isinstance(resp, web.Response):
-            return resp
+        if not isinstance(handled, web.Response):
+            return handled
+        resp = handled
         served = request.get(SERVED_KEY, [])
         if resp.status == 200 and faults.repeat_rate and isinstance(resp.body, bytes):
             with sim.lock:

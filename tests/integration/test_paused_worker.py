@@ -18,10 +18,12 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import faust
 import orjson
 import pytest
+from faust.stores import rocksdb as faust_rocksdb
 
 from airq_app.kafka import faust_internals
 from airq_app.stream.catch_up import ChangelogCatchUp
@@ -211,9 +213,10 @@ def test_processing_workers_paused_past_the_session_timeout_write_every_value_an
 def test_updates_a_previous_owner_delivered_after_the_recovery_reach_the_new_owners_store(
     kafka: str, tmp_path: Path
 ) -> None:
-    app = faust.App(f"catch-up-{uuid.uuid4().hex[:8]}", store=faust_internals.register_bounded_rocksdb())
-    app.conf.datadir = str(tmp_path)
-    table = app.Table("sensor_history", key_type=str, value_type=bytes, partitions=1)
+    store_url = faust_internals.register_bounded_rocksdb()
+    app = faust.App(f"catch-up-{uuid.uuid4().hex[:8]}", store=store_url, datadir=str(tmp_path))
+    table = cast(faust.Table, app.Table("sensor_history", key_type=str, value_type=bytes, partitions=1))
+    assert isinstance(table.data, faust_rocksdb.Store)
     table.data._db_for_partition(0)
     create_topic(kafka, table.changelog_topic_name, partitions=1)
     updates = [(str(sensor), {"newest": hour}) for sensor, hour in ((1, 10), (2, 10), (1, 11), (3, 11), (2, 12))]

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
+from faust.stores import rocksdb as faust_rocksdb
 from faust.types import TP
 
 from airq_app.kafka import faust_internals
@@ -64,6 +65,7 @@ class Producer:
 def rocksdb_table(tmp_path: Path, partitions: int = 2) -> Any:
     app = faust.App("tb", store=faust_internals.register_bounded_rocksdb(), datadir=str(tmp_path))
     table = app.Table("sensor_history", key_type=str, value_type=bytes, partitions=partitions)
+    assert isinstance(table.data, faust_rocksdb.Store)
     for p in range(partitions):
         table.data._db_for_partition(p)  # opened, as on assignment
     return table
@@ -115,13 +117,15 @@ def test_delivery_writes_the_changelog_then_rocksdb_with_the_offset_faust_recove
     assert buf.size() == 0 and buf.delivered == 31
 
 
-async def held_failing_delivery(buf: TableBuffer, producer: Producer, error: Exception) -> asyncio.Future[int]:
-    """A delivery under way that will fail with `error` once `producer.hold` is set."""
+async def held_failing_delivery(
+    buf: TableBuffer, producer: Producer, error: Exception
+) -> tuple[asyncio.Future[int], asyncio.Event]:
+    """A delivery under way that will fail with `error` once the returned event (`producer.hold`) is set."""
     producer.fail = error
-    producer.hold = asyncio.Event()
+    producer.hold = hold = asyncio.Event()
     delivery = asyncio.ensure_future(buf.deliver())
     await asyncio.sleep(0.01)
-    return delivery
+    return delivery, hold
 
 
 def test_a_failed_delivery_keeps_every_value_pending_and_newer_writes_win(tmp_path: Path) -> None:
@@ -132,10 +136,10 @@ def test_a_failed_delivery_keeps_every_value_pending_and_newer_writes_win(tmp_pa
     async def go() -> None:
         buf.put(0, "a", {"v": 1})
         buf.put(0, "b", {"v": 1})
-        delivery = await held_failing_delivery(buf, producer, RuntimeError("MessageSizeTooLargeError"))
+        delivery, hold = await held_failing_delivery(buf, producer, RuntimeError("MessageSizeTooLargeError"))
         buf.put(0, "b", {"v": 2})  # written while the first delivery is under way
         assert buf.get(0, "a") == {"v": 1} and buf.get(0, "b") == {"v": 2}
-        producer.hold.set()
+        hold.set()
         with pytest.raises(ChangelogNotDelivered, match="2 table update"):
             await delivery
         assert table.data._db_for_partition(0).get(b'"a"') is None  # never in RocksDB before Kafka has it
@@ -174,10 +178,10 @@ def test_a_partition_revoked_during_a_failed_delivery_is_not_kept_pending(tmp_pa
     async def go() -> None:
         buf.put(0, "a", {"v": 1})
         buf.put(1, "b", {"v": 1})
-        delivery = await held_failing_delivery(buf, producer, RuntimeError("broker gone"))
+        delivery, hold = await held_failing_delivery(buf, producer, RuntimeError("broker gone"))
         buf.discard(0)  # revoked meanwhile: another worker owns its state now
         assert buf.get(0, "a") is None  # what was being delivered is not read again either
-        producer.hold.set()
+        hold.set()
         with pytest.raises(ChangelogNotDelivered):
             await delivery
         assert buf.get(1, "b") == {"v": 1} and buf.size() == 1 and not buf.pending.get(0)

@@ -147,7 +147,9 @@ class Consumer(aiokafka_driver.Consumer):
         await cast(ConsumerThread, self._thread).seek_in_thread(partition, offset)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
-        callback = self.callback
+        # Typed as returning an Awaitable; it is the conductor's `on_message`, a coroutine function (`hand_over`
+        # steps the coroutine it returns).
+        callback: Callable[[Any], Coroutine[Any, Any, Any]] = self.callback  # type: ignore[assignment]
         suspend_flow = self.suspend_flow
         wait_first = self.wait_first
         getmany = self.getmany

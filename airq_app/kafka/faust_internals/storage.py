@@ -62,7 +62,7 @@ class BoundedLogOptions(faust_rocksdb.RocksDBOptions):
 class BoundedLogStore(faust_rocksdb.Store):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rocksdb_options = BoundedLogOptions(**self.options, use_rocksdict=self.use_rocksdict)
+        self.rocksdb_options = BoundedLogOptions(**(self.options or {}), use_rocksdict=self.use_rocksdict)
 
 
 def register_bounded_rocksdb() -> str:
