@@ -1,20 +1,9 @@
 """The AQI Hub breakpoint CSVs, read once from the package and turned into immutable scales.
 
-The files are shipped as package data (`tables/*.csv`, see `tables/NOTICE.md`) and replaced, not edited, when the
-AQI Hub publishes new ones; every file in the folder is read, so a new country's file needs no code. Reading
-normalises what the files spell in several ways (trailing spaces in names and colours, `mg/m³` next to `mg/m3`,
-`PM2.5` for OpenAQ's `pm25`) and applies the corrections of `conventions.CORRECTIONS`.
-
-Model
-    IndexTable   one index (`ISO`, or `ISO:variant` where the file has variants): its categories and its scales.
-    Category     a band of the index as a legend shows it (level 1 = best, name, colour, index range).
-    Scale        one (pollutant, averaging period) of an index: its unit, precision and bands in order.
-    Band         one row: category, colour, level, index bounds and concentration bounds.
-
-Rows that define nothing are left out of the scales and counted as such in `anomalies`: empty concentrations
-(a period the band does not use), a lower bound without an upper one below the top band (the US and Taiwan 1-hour
-O3 Good rows), an upper bound without a lower one (Singapore's 1-hour NO2 Unhealthy row) and units airq cannot
-convert (Australia's visibility in `bsp`).
+Every `tables/*.csv` is read (a new country's file needs no code); spellings are normalised and
+`conventions.CORRECTIONS` applied. Rows that define nothing are left out and listed in `anomalies`. The model:
+`IndexTable` (one index id: categories and scales), `Category` (a legend band), `Scale` (one pollutant and period:
+unit, precision, bands), `Band` (one row). The files' quirks and what is done with them: docs/indices.md.
 """
 
 from __future__ import annotations

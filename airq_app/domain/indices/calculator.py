@@ -1,21 +1,8 @@
 """One generic sub-index calculator over the breakpoint tables (pure; the tables are read once).
 
-Steps for `evaluate(index, pollutant, concentration, unit, averaging_hours)`:
-
-1. Pick the scale: the table's (pollutant, period). A 1-hour mean also serves a table period under an hour (the
-   UK's 15-minute SO2, Israel's 30-minute CO and NOx): `table_period` says which period a mean is used for.
-2. Convert the concentration to the table's unit with `airq_app.domain.units.convert_gas` (mass ↔ mixing ratio at 25 °C
-   with the molecular weights of `airq_app.domain.units`), exact decimals throughout.
-3. Round it half up, or truncate where the index's method truncates (US), to the table's precision: the most
-   decimals any bound of that scale is written with.
-4. Apply the index's ceiling for that period, if any (`conventions.Convention.ceilings`).
-5. Find the band. Bounds are inclusive; a value on an edge shared by two bands goes to the lower band unless the
-   index says upper bounds are exclusive; a value in a gap wider than the precision (above one band's upper bound
-   and below the next band's lower bound) belongs to the next band, at its lower index.
-6. Value: numeric scales (both index bounds given) interpolate linearly between the band's concentration and index
-   bounds and round half up to the precision of the index bounds (whole numbers except the Philippines' tenths);
-   band-only scales report the band's `category_lower`, or its level where the table gives no index numbers
-   (Australia). Open top bands and values above the top follow `conventions.Convention.above_top`.
+`evaluate` picks the table's (pollutant, period) (`table_period`), converts to its unit in exact decimals, rounds or
+truncates to its precision, applies the index's ceiling (`conventions.Convention.ceilings`), finds the band and
+interpolates; `conventions.Convention.above_top` decides above the top. Each step: docs/indices.md, "The calculation".
 """
 
 from __future__ import annotations
@@ -167,7 +154,7 @@ def _numeric(
 def evaluate(
     index: str, pollutant: str, concentration: float | Decimal, unit: str, averaging_hours: float
 ) -> Result | None:
-    """The sub-index of one pollutant mean; None where the index has no band for it (see the module docstring)."""
+    """The sub-index of one pollutant mean; None where the index has no band for it (docs/indices.md)."""
     table = resolve(index)
     if table is None:
         return None
@@ -209,6 +196,6 @@ def _evaluate_prepared(index: str, pollutant: str, hours: float, c: Decimal) -> 
 def sub_index(
     index: str, pollutant: str, concentration: float | Decimal, unit: str, averaging_hours: float
 ) -> tuple[Number, str] | None:
-    """(value, category) of one pollutant mean under a national index, or None (see the module docstring)."""
+    """(value, category) of one pollutant mean under a national index, or None (docs/indices.md, "Functions")."""
     result = evaluate(index, pollutant, concentration, unit, averaging_hours)
     return None if result is None else (result.value, result.category)
