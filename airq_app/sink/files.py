@@ -1,22 +1,10 @@
 """One output file of the sink, and the blocking system calls on it (run in worker threads).
 
-Why the bytes of an unfinished file stay in memory (`OpenFile.written`) until its fsync succeeds: after a
-failed write or fsync the file on disk cannot be trusted, and memory is the only copy left besides Kafka.
-
-- A failed fsync is never retried on the same descriptor: Linux may have marked the pages it could not write
-  back as clean, and then reports success on the next fsync although the data is gone (see fsync(2), "ERRORS"
-  and the notes on writeback errors). The descriptor is closed and the file written again, into a new inode,
-  from memory.
-- A write cut short (disk full) leaves part of a line: the file is cut back to its last whole batch; when
-  that fails too, it is discarded and written again from memory. A file with a partial line is never
-  finished.
-
-The cost is memory: at most the size of the unfinished files, i.e. `output.rotate_max_bytes` for each
-partition being written plus the detached files that wait to be finished. Rotation by age keeps files far
-smaller at ordinary rates, and the copy is freed as soon as the file's fsync succeeds.
-
-The system calls go through the `os` module at call time, so that tests can inject storage faults there.
-`storage_kind` and `storage_reason` name their failures for logs and readiness.
+An unfinished file's bytes stay in memory (`OpenFile.written`) until its fsync succeeds: after a failed write or
+fsync the file on disk cannot be trusted, so it is written again from memory, never fsynced again on the same
+descriptor (docs/output.md, "The output directory", has the rules and their cost). The calls go through `os` at
+call time so tests can inject storage faults; `storage_kind` and `storage_reason` name failures for logs and
+readiness.
 """
 
 from __future__ import annotations
