@@ -88,7 +88,7 @@ def test_progress_bar_shows_rate_and_eta() -> None:
 
 
 def test_bad_options_are_named(capsys: pytest.CaptureFixture[str]) -> None:
-    for args, expected in (
+    for (date_from, date_to, source, locations, countries), expected in (
         (("2026-01-05", "2026-01-01", "archive", (), ()), "before"),
         (("2026-13-01", "2026-01-01", "archive", (), ()), "--from"),
         (("2026-01-01", "2026-01-01", "s3", (), ()), "--source"),
@@ -96,7 +96,7 @@ def test_bad_options_are_named(capsys: pytest.CaptureFixture[str]) -> None:
         (("2026-01-01", "2026-01-01", "archive", (), ("USA",)), "--country"),
     ):
         with pytest.raises(BackfillFailed) as exc:
-            parse_request(*args, "https://archive.example")
+            parse_request(date_from, date_to, source, locations, countries, "https://archive.example")
         assert exc.value.code == 2 and expected in capsys.readouterr().err
     request = parse_request("2026-01-30", "2026-02-02", "api", ("1,2", "3"), ("us",), "https://archive.example")
     assert request.locations == (1, 2, 3) and request.countries == ("US",) and len(request.days()) == 4

@@ -140,7 +140,8 @@ def test_three_brokers_each_its_own_java_process(cluster: Cluster) -> None:
     pids = cluster.pids
     assert len(set(pids.values())) == 3 and None not in pids.values()
     for node in cluster.nodes:
-        assert is_our_kafka(pids[node.node_id], node.config_path)
+        pid = pids[node.node_id]
+        assert pid is not None and is_our_kafka(pid, node.config_path)
         assert (node.directory / "data" / "meta.properties").exists()
 
 

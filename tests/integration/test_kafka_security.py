@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
+from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from airq_app.kafka.security import KafkaSecurity, connection_error, describe_kafka_error
 from airq_app.settings import read_kafka_security
@@ -103,13 +104,15 @@ async def _round_trip(bootstrap: str, security: KafkaSecurity, values: list[byte
     return got
 
 
-def _failure(bootstrap: str, security: KafkaSecurity) -> tuple[BaseException, BaseException | None]:
-    """What a client's start() raises, and the real cause connection_error() finds."""
+def _failure(bootstrap: str, security: KafkaSecurity) -> tuple[BaseException, BaseException]:
+    """What a client's start() raises, and the real cause connection_error() finds (there must be one)."""
 
-    async def go() -> tuple[BaseException, BaseException | None]:
+    async def go() -> tuple[BaseException, BaseException]:
         with pytest.raises(KafkaConnectionError) as raised:
             await _start_producer(bootstrap, security)
-        return raised.value, await connection_error(bootstrap, security, timeout=10)
+        cause = await connection_error(bootstrap, security, timeout=10)
+        assert cause is not None, "connection_error() found no cause"
+        return raised.value, cause
 
     return asyncio.run(go())
 
@@ -214,6 +217,8 @@ def test_faust_passes_scram_and_tls_to_its_producer_and_consumer(broker: SecureB
             await producer.send_and_wait(topic, b"k", b"v", partition=None, timestamp=None, headers=None)
         finally:
             await producer.stop()
+        assert isinstance(app.consumer, aiokafka_driver.Consumer)
+        assert isinstance(app.transport, aiokafka_driver.Transport)
         consumer = app.consumer._thread._create_worker_consumer(app.transport)
         client = consumer._client
         assert (client._security_protocol, client._sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")

@@ -64,7 +64,8 @@ def test_worker_writes_local_index_and_location_overall(fast: Pipeline) -> None:
     assert [r["local_index"] is None for r in india] == [True] * 17 + [False] * 7
     last = india[-1]["local_index"]
     assert (last["index"], last["value"], last["category"], last["averaging_hours"]) == ("IN", 92, "Satisfactory", 24)
-    assert last["color"] == indices.local_index("IN", "pm25", {24: 55.0}, UG)["color"]
+    expected = indices.local_index("IN", "pm25", {24: 55.0}, UG)
+    assert expected is not None and last["color"] == expected["color"]
 
     # US O3: 0.130 ppm after seven hours of 0.050 is 107 from the 1-hour table, not 226; the 8-hour mean before it.
     ozone = by_sensor[70_021]
@@ -83,7 +84,8 @@ def test_worker_writes_local_index_and_location_overall(fast: Pipeline) -> None:
     assert india_loc["local_index"]["value"] == 92 and india_loc["parameters"]["pm25"]["local_index"]["index"] == "IN"
     # Canada: the AQHI of the three 3-hour means, 20 ppb NO2, 30 ppb O3, 10 µg/m³ PM2.5 → 4 "Moderate".
     canada = wait_for(lambda: location(7_005), 30, what="the Canadian location's AQHI")
-    assert (canada["local_index"]["index"], canada["local_index"]["value"]) == ("CA", indices.aqhi(20.0, 30.0, 10.0)[0])
+    aqhi = indices.aqhi(20.0, 30.0, 10.0)
+    assert aqhi is not None and (canada["local_index"]["index"], canada["local_index"]["value"]) == ("CA", aqhi[0])
     assert canada["local_index"]["category"] == "Moderate"
     assert {p["local_index"]["index"] for p in canada["parameters"].values()} == {"CA"}
     code, body = worker.get("/airq/locations/7004")

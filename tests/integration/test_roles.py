@@ -182,7 +182,7 @@ def test_every_written_location_is_answered_by_every_worker_across_rebalances(ka
             missing = [
                 (w.name, loc) for w in live for loc in sorted(written) if w.get(f"/airq/locations/{loc}")[0] != 200
             ]
-            return not missing or missing[:5]  # type: ignore[return-value]
+            return not missing or missing[:5]
 
         result = wait_for(lambda: all_answered() is True, 30, interval=1, what="every location on every worker")
         assert result is True

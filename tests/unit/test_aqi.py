@@ -20,7 +20,7 @@ UG = "µg/m³"
 
 # May 2024 EPA breakpoints (EPA-454/B-24-002, Table 6), written out independently of airq_app.domain.aqi:
 # (pollutant, averaging, unit, [(c_lo, c_hi, i_lo, i_hi, category), ...])
-EPA_2024 = [
+EPA_2024: list[tuple[str, str, str, list[tuple[float, float, int, int, str]]]] = [
     (
         "pm25",
         "24h",

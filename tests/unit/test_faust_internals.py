@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import IllegalStateError
+from faust.tables import TableManager
 from faust.types import TP
 from mode import Service
 
@@ -193,6 +194,7 @@ def test_the_changelog_queue_is_emptied_by_a_revocation_not_by_each_resume() -> 
 
     async def go() -> None:
         app = create_app(load_settings({"AIRQ_PIPELINE": str(ROOT / "pipeline.json")}, dotenv=False))
+        assert isinstance(app.tables, TableManager)
         queue = app.tables.changelog_queue
         assert isinstance(queue, tables.ChangelogQueue)
         app.flow_control.resume()  # the recovery's first resume, then records arrive

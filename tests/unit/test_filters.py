@@ -82,7 +82,9 @@ def test_a_conversion_that_overflows_is_implausible():
     from airq_app.domain.units import normalise
 
     m = measurement(parameter="no2", value=1e308, unit="ppm")
-    value, _unit = normalise("no2", 1e308, "ppm")
+    normalised = normalise("no2", 1e308, "ppm")
+    assert normalised is not None
+    value, _unit = normalised
     assert value == float("inf")
     assert check(m, value, DEFAULT, NOW) == "implausible"
     no_limits = FilterConfig.from_dict({"drop_negative": False})

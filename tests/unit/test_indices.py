@@ -9,6 +9,7 @@ import csv
 import math
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,13 @@ def _rows(index: str) -> list[dict[str, str]]:
             for r in csv.DictReader(f)
             if r["ISO"] == iso and (r["variant"] or "").strip() == variant
         ]
+
+
+def legend_of(index: str) -> list[dict[str, Any]]:
+    """`indices.categories` of an index that has them."""
+    legend = indices.categories(index)
+    assert legend is not None, index
+    return legend
 
 
 def _places(text: str) -> int:
@@ -287,7 +295,7 @@ def test_aqhi(no2, o3, pm25, category):
     ]
     overall = indices.overall_index(objs)
     assert overall is not None and (overall["value"], overall["category"]) == (value, category)
-    assert overall["color"] == indices.categories("CA")[min(value, 11) - 1]["color"]
+    assert overall["color"] == legend_of("CA")[min(value, 11) - 1]["color"]
 
 
 def test_aqhi_known_values():
@@ -390,23 +398,23 @@ def test_supported_indices_and_legends():
         legend = indices.categories(ident)
         assert legend and [c["level"] for c in legend] == list(range(1, len(legend) + 1))
         assert all(c["color"].startswith("#") and len(c["color"]) == 7 for c in legend), ident
-    gb = indices.categories("GB")
+    gb = legend_of("GB")
     assert [c["category"] for c in gb] == ["Low"] * 3 + ["Moderate"] * 3 + ["High"] * 3 + ["Very high"]
     assert gb[6]["color"] == "#ff9292"
-    assert indices.categories("IN")[5] == {
+    assert legend_of("IN")[5] == {
         "level": 6,
         "category": "Severe",
         "color": "#c00000",
         "lower": 401,
         "upper": 500,
     }
-    assert len(indices.categories("CA")) == 11
+    assert len(legend_of("CA")) == 11
     assert indices.categories("XX") is None
 
 
 def test_category_names_are_trimmed():
     assert indices.sub_index("BR:São Paulo", "pm10", 75, UG, 24) == (61, "Moderate")  # "Moderate " in the file
-    assert indices.categories("BE:BelAtmo")[1]["color"] == "#007EFD"  # " #007EFD" in the file
+    assert legend_of("BE:BelAtmo")[1]["color"] == "#007EFD"  # " #007EFD" in the file
 
 
 def test_tables_are_data_and_report_what_they_fixed():

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError, RecordTooLargeError
+from faust.auth import SASLCredentials
 from faust.exceptions import ProducerSendError
 
 from airq_app.kafka import faust_internals
@@ -128,6 +129,7 @@ def test_create_app_hands_faust_the_cluster_settings(tmp_path: Path) -> None:
     assert app.bootstrap_servers() == ["k1:9096", "k2:9096", "k3:9096"]
     assert app.conf.producer_acks == -1 and app.conf.producer_request_timeout == 7.0
     creds = app.conf.broker_credentials
+    assert isinstance(creds, SASLCredentials)
     assert (creds.username, creds.mechanism.value, creds.protocol.value) == ("airq", "SCRAM-SHA-512", "SASL_SSL")
     producer = app.producer
     assert isinstance(producer, faust_producer.Producer)

@@ -218,6 +218,7 @@ def test_unusable_rows_give_a_reason(
 
 def test_non_object_rows_are_malformed(del_norte_index: dict[int, dict[str, Any]]) -> None:
     reasons: Counter[str] = Counter()
+    item: object
     for item in (None, [], "x", 3):
         assert openaq.measurement_from_latest(item, del_norte_index, FETCHED, reasons=reasons) is None
         assert openaq.measurement_from_hour(item, 3916, del_norte_index, FETCHED, reasons=reasons) is None

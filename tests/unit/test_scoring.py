@@ -38,7 +38,7 @@ def raw(**over: Any) -> dict[str, Any]:
 
 
 SOURCE = {"topic": "air_quality_telematics", "partition": 3, "offset": 42}
-CONTRACT_FIELDS = {
+CONTRACT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "sensor_id": int,
     "location_id": int,
     "location_name": (str, type(None)),

@@ -178,7 +178,7 @@ def test_flags_have_the_real_api_shape_and_start_by_the_world_clock() -> None:
 def test_quality_options_are_checked() -> None:
     for bad in ({"spike_rate": 0.3}, {"stuck_rate": 1.5}, {"stuck_hours": 1}, {"stuck_hours": 49}, {"flag_rate": -0.1}):
         with pytest.raises(ValueError):
-            WorldConfig(**bad)  # type: ignore[arg-type]
+            WorldConfig(**bad)
     config = WorldConfig()
     assert (config.stuck_rate, config.stuck_hours, config.spike_rate, config.pm25_gt_pm10_rate, config.flag_rate) == (
         0.0,

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def test_file_is_finished_atomically_then_acked(tmp_path: Path) -> None:
         sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=3600), "w1")
         assert await sink.open_partition(3) == -1
         for offset in range(10, 15):
-            await sink.write(3, offset, line(offset), lambda o=offset: acked.append(o))
+            await sink.write(3, offset, line(offset), partial(acked.append, offset))
         await sink.tick()  # flushes, not old enough to finish
         assert finished(tmp_path) == [] and acked == []
         inprogress = list(tmp_path.rglob("*.inprogress"))
@@ -164,7 +165,7 @@ def test_a_caught_up_partition_is_finished_once_quiet_not_while_written(tmp_path
         started = time.monotonic()
         offset = 0
         while time.monotonic() - started < 0.5:  # caught up after every write, but written every 20 ms
-            await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
+            await sink.write(0, offset, line(offset), partial(acked.append, offset))
             sink.finish_when_quiet(0)
             offset += 1
             await asyncio.sleep(0.02)
@@ -283,7 +284,7 @@ def test_records_appended_while_flushing_or_finishing_are_not_lost(tmp_path: Pat
 
         t = asyncio.create_task(ticker())
         for offset in range(n):
-            await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
+            await sink.write(0, offset, line(offset), partial(acked.append, offset))
             if offset % 7 == 0:
                 await asyncio.sleep(0)
         t.cancel()
@@ -411,7 +412,7 @@ def test_a_failed_fsync_is_not_retried_on_the_same_descriptor(tmp_path: Path, mo
         sink = JsonLinesSink(output(tmp_path, rotate_max_bytes=10**9, rotate_max_age_s=0.05), "w1")
         await sink.open_partition(0)
         for offset in range(5):
-            await sink.write(0, offset, line(offset), lambda o=offset: acked.append(o))
+            await sink.write(0, offset, line(offset), partial(acked.append, offset))
         await sink.tick()
         await asyncio.sleep(0.1)
         await sink.tick()  # the fsync fails

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,7 @@ def test_close_gives_a_hanging_finish_one_bounded_attempt(tmp_path: Path) -> Non
         )
         await sink.open_partition(2)
         for offset in range(3):
-            await sink.write(2, offset, line(offset), lambda o=offset: acked.append(o))
+            await sink.write(2, offset, line(offset), partial(acked.append, offset))
         started = time.monotonic()
         await asyncio.wait_for(sink.close_partition(2), 5)
         took = time.monotonic() - started

@@ -7,10 +7,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from aiokafka.errors import IllegalStateError
-from faust.types import TP
+from faust.types import TP, TopicT
+from yarl import URL
 
 from airq_app.runtime import Runtime
 from airq_app.settings import Settings, load_settings
@@ -56,7 +58,7 @@ def runtime(tmp_path: Path) -> tuple[Runtime, StreamProcessor, Settings]:
         dotenv=False,
     )
     rt = build(settings)
-    rt.app.conf.store = "memory://"
+    rt.app.conf.store = URL("memory://")
     rt.app.finalize()
     rt.app.flow_control.resume()
     stream = rt.stream
@@ -71,7 +73,8 @@ def runtime(tmp_path: Path) -> tuple[Runtime, StreamProcessor, Settings]:
 
 def with_dead_letters(stream: StreamProcessor) -> DeadLetters:
     dead = DeadLetters()
-    stream.topics = stream.topics.__class__(stream.topics.names, stream.topics.measurements, dead)
+    # A fake of the dead-letter topic, with just the `send` the processor uses.
+    stream.topics = stream.topics.__class__(stream.topics.names, stream.topics.measurements, cast(TopicT, dead))
     return dead
 
 
@@ -115,7 +118,8 @@ def test_agent_writes_once_dead_letters_garbage_and_counts(tmp_path: Path) -> No
     assert reasons[0].startswith("not_json") and len(reasons) == 3
     assert reasons[1].startswith("wrong_schema") and "(element 3)" in reasons[1]
     assert reasons[2].startswith("key_mismatch")
-    assert stream.summaries.get("90")["parameters"]["pm25"]["value"] == 33.0
+    summary = stream.summaries.get("90")
+    assert summary is not None and summary["parameters"]["pm25"]["value"] == 33.0
 
 
 def test_roles_wire_only_their_parts(tmp_path: Path) -> None:

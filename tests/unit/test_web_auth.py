@@ -39,7 +39,7 @@ def worker_web_app(tmp_path: Path, **extra: str) -> web.Application:
     """The aiohttp application of a worker with every role's routes (role `all`), its routes registered."""
     rt = build(load_settings(settings_env(tmp_path, AIRQ_ROLE="all", **extra), dotenv=False))
     rt.app.web.init_server()
-    return rt.app.web.web_app  # type: ignore[attr-defined,no-any-return]
+    return rt.app.web.web_app  # type: ignore[attr-defined]
 
 
 def route_paths(web_app: web.Application) -> set[str]:
