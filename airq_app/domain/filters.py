@@ -160,7 +160,7 @@ def check(m: Mapping[str, Any], normalised_value: float | None, cfg: FilterConfi
         return "implausible"  # a finite raw value whose conversion overflowed (e.g. 1e308 ppm in ppb)
     if cfg.drop_negative and normalised_value < 0:
         return "negative"
-    limit = cfg.plausible_max.get(parameter)
+    limit = cfg.plausible_max.get(parameter) if parameter is not None else None
     if limit is not None and normalised_value > limit:
         return "implausible"
     return None

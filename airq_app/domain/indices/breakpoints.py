@@ -159,11 +159,11 @@ def _categories(rows: list[dict[str, str]], levels: dict[tuple[str, str], int]) 
 def _scales(idx: str, rows: list[dict[str, str]], levels: dict[tuple[str, str], int], notes: list[str]):
     grouped: dict[tuple[str, float], list[dict[str, str]]] = {}
     for row in rows:
-        hours = _decimal(row["averaging_period"])
-        if hours is None or hours <= 0:
+        period = _decimal(row["averaging_period"])
+        if period is None or period <= 0:
             notes.append(f"{row['pollutant']}: no averaging period in a row of {row['category']}")
             continue
-        grouped.setdefault((row["pollutant"], float(hours)), []).append(row)
+        grouped.setdefault((row["pollutant"], float(period)), []).append(row)
     scales: dict[tuple[str, float], Scale] = {}
     for (pollutant, hours), group in grouped.items():
         unit = units.unit_token(group[0]["units"])
