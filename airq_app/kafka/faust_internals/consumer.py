@@ -3,28 +3,22 @@
 Faust internals relied on (faust-streaming, aiokafka and mode-streaming at `PINNED_VERSIONS`; the fingerprints in
 `tests/unit/test_faust_internals.py` name each upstream object):
 
-- The consumer's hand-over of each fetched message to the streams (`Consumer._drain_messages`, Faust's loop with
-  one change). Faust hands every message over with `await self.wait_first(callback(message),
-  self.suspend_flow.wait())`: four tasks (the two, and the service's stopped and crashed events) and an
-  `asyncio.wait` per message, so that a hand-over blocked by a full buffer is abandoned when a rebalance suspends
-  the flow; py-spy put it among a worker's top costs. Almost every hand-over completes without waiting, so the loop
-  here runs it directly, and only one that has to wait is raced against `suspend_flow` exactly as Faust does. The
-  copied loop uses the consumer's `_read_offset`, `_add_gap`, `_n_acked`, `_commit_every`, `diag` and mode's
+- Hand-over (`Consumer._drain_messages`, Faust's loop with one change): Faust races every hand-over against
+  `self.suspend_flow.wait()` (`wait_first`: four tasks and an `asyncio.wait` per message, one of a worker's top
+  costs) so that one blocked by a full buffer is abandoned when a rebalance suspends the flow; here only a hand-over
+  that has to wait is raced. The copy uses `_read_offset`, `_add_gap`, `_n_acked`, `_commit_every`, `diag` and mode's
   `Service._stopped` and `Service.wait_first`.
-- Seeks (`AIOKafkaConsumerThread.seek`, `ThreadDelegateConsumer._seek`): Faust calls the aiokafka consumer's `seek`
-  straight from the worker's event loop, although that consumer lives in the consumer thread's loop.
-  `Fetcher.seek_to` then deletes the partition's fetched records while the thread may be deleting them too
-  (`KeyError` in `fetched_records`: the worker crashed), and wakes the thread's fetch waiter with `set_result` from
-  the wrong thread, which that loop does not notice: the partition stalled until something else woke the loop. Here
-  every seek runs in the consumer's thread: awaited (`Consumer._seek`), or queued with `call_soon_threadsafe`
-  (`ConsumerThread.seek`); `thread_loop` is the thread's loop.
-- The consumer thread's stop (`AIOKafkaConsumerThread.on_thread_stop`): finishes when a rebalance callback was cut
-  short (see `ConsumerThread`); closes the aiokafka consumer's `_fetcher` and `_client` as `AIOKafkaConsumer.stop`
-  would.
-- Commits (`commit_offsets`): the consumer thread's `call_thread` (mode's `QueueServiceThread`) and
-  `_ensure_consumer`, instead of `AIOKafkaConsumerThread._commit`, which treats a refused commit as a crash.
-- Fetching (`resume_fetching`): the consumer's `_get_active_partitions`, `_paused_partitions` and
-  `_buffered_partitions`, as `Consumer.on_buffer_full` and `Consumer.on_buffer_drop` keep them.
+- Seeks (`AIOKafkaConsumerThread.seek`, `ThreadDelegateConsumer._seek`): Faust seeks from the worker's loop, but the
+  aiokafka consumer lives in the consumer thread's loop, where `Fetcher.seek_to` then races the thread (`KeyError`
+  in `fetched_records` stops the worker) and wakes its fetch waiter unnoticed (the partition stalls). Here every seek
+  runs in that thread: awaited (`Consumer._seek`) or queued with `call_soon_threadsafe` (`ConsumerThread.seek`);
+  `thread_loop` is the thread's loop.
+- Stop (`AIOKafkaConsumerThread.on_thread_stop`): finishes when a rebalance callback was cut short (see
+  `ConsumerThread`); closes the aiokafka consumer's `_fetcher` and `_client` as `AIOKafkaConsumer.stop` would.
+- Commits (`commit_offsets`): the thread's `call_thread` (mode's `QueueServiceThread`) and `_ensure_consumer`,
+  instead of `AIOKafkaConsumerThread._commit`, which treats a refused commit as a crash.
+- Fetching (`resume_fetching`): `_get_active_partitions`, `_paused_partitions` and `_buffered_partitions`, as
+  `Consumer.on_buffer_full` and `Consumer.on_buffer_drop` keep them.
 """
 
 from __future__ import annotations

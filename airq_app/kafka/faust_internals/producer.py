@@ -3,21 +3,17 @@
 Faust internals relied on (faust-streaming and aiokafka at `PINNED_VERSIONS`; the fingerprints in
 `tests/unit/test_faust_internals.py` name each upstream object):
 
-- `ProducerBuffer.max_messages`: table writes queue changelog messages in this buffer; past `max_messages` the
-  stream waits (`ProducerBuffer.wait_until_ebb`) while it drains one message at a time. Faust's 100 makes that wait
-  happen every few events.
-- The producer (`Producer` below, installed through `Transport.Producer`): Faust's aiokafka producer with the
-  idempotent producer switched on (`_settings_extra`), every topic Faust creates itself given airq's replication
-  factor and `min.insync.replicas` (`create_topic`), its `flush` and `on_stop` bounded while the worker stops, and
-  its message buffer (`ProducerBuffer._send_pending`, called by `ProducerBuffer._handle_pending`, the loop that
-  sends table updates to their changelogs) retrying a send the producer cannot take yet instead of letting the
-  exception end the buffer's task, which stops the whole worker. The buffer replaces the one Faust's
-  `Producer.__init__` makes. aiokafka internals used: the accumulator's batch expiry
-  (`MessageAccumulator._batch_ttl`, given to each batch by `_append_batch` and checked through `MessageBatch.expired`
-  in `drain_by_nodes`; switched off so that an outage fails no changelog batch), its `_batches` and
-  `_pending_batches` (counted as undelivered), and the sender task (`Sender.sender_task`, cancelled to give up,
-  after `STOP_GRACE_S`, when the worker stops while Kafka is unreachable: Faust's flush at stop would wait for
-  ever; `AIOKafkaProducer.stop` then returns without flushing).
+- `ProducerBuffer.max_messages`: past it a table write waits (`ProducerBuffer.wait_until_ebb`) while the buffer
+  drains one message at a time; Faust's 100 makes that wait happen every few events.
+- `Producer` (installed through `Transport.Producer`): idempotence on (`_settings_extra`), airq's replication factor
+  and `min.insync.replicas` for every topic Faust creates (`create_topic`), `flush` and `on_stop` bounded at stop,
+  and a buffer replacing the one `Producer.__init__` makes, whose `ProducerBuffer._send_pending` (called by
+  `ProducerBuffer._handle_pending`) retries a send the producer cannot take yet instead of ending its task, which
+  would stop the worker. aiokafka: the accumulator's batch expiry (`MessageAccumulator._batch_ttl`, set by
+  `_append_batch`, checked through `MessageBatch.expired` in `drain_by_nodes`; off, so an outage fails no changelog
+  batch), its `_batches` and `_pending_batches` (counted as undelivered), and `Sender.sender_task` (cancelled after
+  `STOP_GRACE_S` when the worker stops while Kafka is unreachable, where Faust's flush would wait for ever;
+  `AIOKafkaProducer.stop` then returns without flushing).
 - The leader topic's name (`LeaderAssignor._leader_topic_name`), created with airq's other topics.
 - The aiokafka producer under Faust's (`Producer._producer`), for the table buffer's record batches.
 """

@@ -23,10 +23,9 @@ class ChangelogQueue(ThrowableQueue):
 
     Faust's empties whenever the app's flow control resumes, and one recovery resumes it several times: after the
     active partitions are read, after the standby partitions are sought and resumed, and again once the streams are
-    sought. Records a standby fetched in between were dropped while the fetch position moved on, and the standby's
-    later records then advanced its persisted offset past the hole: a replica missing a record batch of its
-    changelog, which, promoted to active, accepted a repeat as new (seen in the SIGKILL chaos test: a standby without
-    the changelog's records 5060-5167 of a partition wrote a measurement twice). A rebalance still empties it: the
+    sought. Records a standby fetched in between would be dropped while the fetch position moves on, and its later
+    records would advance its persisted offset past the hole: a replica missing part of its changelog, which,
+    promoted to active, accepts a repeat as new and writes a measurement twice. A rebalance still empties it: the
     revocation suspends the flow, then clears every queue.
     """
 
