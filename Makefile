@@ -7,13 +7,13 @@ INSTALLED := $(VENV)/.installed
 N ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit worker backfill broker stop cluster cluster-stop lint bench soak check-python clean \
-	distclean help
+.PHONY: run test test-unit worker backfill broker stop cluster cluster-stop lint typecheck bench soak check-python \
+	clean distclean help
 
 run: $(INSTALLED) ## run the pipeline: the local broker, the simulator and workers (the default target)
 	@$(BIN)/python -m airq_dev.launcher run
 
-test: $(INSTALLED) ## every test (fetches the Kafka jars and a browser first); PYTEST_ARGS=... passes arguments
+test: $(INSTALLED) typecheck ## mypy, then every test (fetches the Kafka jars and a browser first); PYTEST_ARGS=... passes arguments
 	@$(BIN)/python -m airq_dev.local_kafka fetch >/dev/null
 	@scripts/install-browser
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -48,6 +48,9 @@ cluster-stop: ## stop the local 3-node Kafka cluster
 lint: $(INSTALLED) ## ruff check and ruff format --check
 	$(BIN)/ruff check airq_app airq_dev tests bench scripts
 	$(BIN)/ruff format --check airq_app airq_dev tests bench scripts
+
+typecheck: $(INSTALLED) ## Type-check the code with mypy (settings and paths in setup.cfg [mypy])
+	$(BIN)/mypy
 
 bench: $(INSTALLED) ## the benchmarks against the local broker (results in bench/results.json)
 	$(BIN)/python -m bench
