@@ -1,12 +1,8 @@
 """The `backfill` Faust command: `faust -A airq_app backfill --from 2026-01-01 --to 2026-01-31 [--source archive|api]
 [--location ID ...] [--country CC ...]`.
 
-Days are UTC and inclusive. `--location` and `--country` may be repeated and take comma-separated lists; without
-either, the configured selection (`selection.location_ids`, else every location of `selection.countries` /
-`selection.bbox`) is backfilled. The archive's base URL is the settings' `backfill.archive_url`
-(`OPENAQ_ARCHIVE_URL`; default OpenAQ's, or the simulator's without an API key). Exit status 0 when every
-requested day was sent (now or by an earlier run), 1 when some failed (run the command again to retry them), 2
-for bad options.
+Options, the default selection, the archive URL and the exit statuses (0 all sent, 1 some failed, 2 bad options):
+docs/output.md, "Backfill".
 """
 
 from __future__ import annotations

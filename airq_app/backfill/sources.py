@@ -1,18 +1,10 @@
 """Where history comes from: OpenAQ's public archive, or the API's hourly series. Blocking; run in threads.
 
-Archive (the settings' `backfill.archive_url`, https://docs.openaq.org/aws/about): one gzip CSV per location and
-UTC day, `records/csv.gz/locationid={id}/year={yyyy}/month={mm}/location-{id}-{yyyymmdd}.csv.gz`, columns
-`location_id, sensors_id, location, datetime, lat, lon, parameter, units, value`, `datetime` the end of the hour
-in local time with its offset. No key (none is ever sent there) and no rate limit; 404 means no data that day. Transient
-failures (connection, timeout, 5xx, a cut gzip stream) are retried with backoff; bodies are read up to
-`MAX_BODY_BYTES`.
-
-API: `/v3/sensors/{id}/hours` for each sensor of the location, period ends from 00:00Z to 23:00Z of the day, with
-an `OpenAQClient` of its own whose budget is `API_SHARE` of the configured one, so the live poller keeps most of
-the key's rate limit.
-
-Both give `Measurement` dicts (`airq_app.domain.measurement`) as the poller sends them, with the location's metadata
-(country, timezone, provider) from the sensor index when it is known.
+Archive (`backfill.archive_url`): one gzip CSV per location and UTC day (columns `location_id, sensors_id, location,
+datetime, lat, lon, parameter, units, value`, `datetime` the local end of the hour), no key ever sent, 404 = no
+data, transient failures retried, bodies capped at `MAX_BODY_BYTES`. API: `/v3/sensors/{id}/hours` per sensor and
+day on a client of its own with `API_SHARE` of the budget. Both give `Measurement` dicts as the poller sends them,
+with the sensor index's metadata. Paths and shares: docs/output.md, "Backfill".
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """What the stream does with one valid measurement, as a pure function of the message and table state.
 
 `decide()` returns the outcome, the record and the table writes; the agent only reads and writes the tables and
-hands the record to the sink. The state format and its bounds are in `airq_app.domain.dedup`: the sensor's main entry
-(NowCast hours, recent values) and one bucket per sensor-hour holding, for each accepted time, the message
-accepted for each revision. Exactly-once rests on those items: a replayed message finds its *own* item and is
-written again as the same revision (its earlier file never finished); any other copy of a value already accepted
-for that (sensor, time) is a duplicate; a different value is the next revision, scored with the new value.
-
-Backfilled history (`"backfill": true` messages, `airq_app.backfill`) goes through the same steps, without the
-`filters.max_age_hours` rule; values older than the sensor's live window are scored from a window of their own
-(`past`), so history never moves the live NowCast backwards.
+hands the record to the sink. The state it reads is `airq_app.domain.dedup`'s; backfilled messages skip
+`filters.max_age_hours` and are scored from their own window (`past`), so history never moves the live NowCast
+backwards. The rules: docs/stream.md, steps 4-5, and docs/output.md, "Exactly once".
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """The de-duplication state of a sensor, in the `sensor_history` table, bounded by time and not by sampling rate.
 
-A sensor's state is split over keys of the same table, all written while one of its location's messages is processed
-(so each sits in the changelog partition of the message's, i.e. the location's, partition):
-
-- `"{sensor}"`, the *main entry*: `newest` (epoch of the newest accepted time), `hours` and `recent` (the live
-  NowCast hours and stuck-check values), `past` (the same two for values older than the live window: backfilled
-  history, so that it never moves the live NowCast backwards), `oldest` (the oldest hour that may still have a
-  bucket). Its size does not depend on how often the sensor reports.
-- `"{sensor}/{hour}"`, one *bucket* per sensor-hour (hour = epoch // 3600) that has accepted values:
-  `{"<second within the hour>": [[partition, offset, raw value], ...]}`, one item per accepted revision of that
-  time, revision 0 first. A message is looked up in the bucket of its own hour: one extra read per message, and
-  each write rewrites one hour of one sensor (a sensor reporting every minute: 60 times, about 1.6 KB; at most
-  3,600 times by `MAX_REVISIONS` items whatever the rate, under 1 MB).
-
-Exactly once: an item names the message that was accepted for that revision. The same message delivered again
-(a replay after a crash) finds its own item and is written again as that revision; any other message with a
-value some revision already has is a duplicate; one with a new value is the next revision.
-
-Buckets are deleted as the sensor moves on: those more than `retention_s` plus `GRACE_S` behind the newest time,
-at most `MAX_EXPIRE_PER_MESSAGE` hours per message. Values older than `retention_s` are dropped as `too_old`
-before that (they can no longer be told apart from a repeat); the grace keeps the item of a just accepted
-message until its output file is surely finished, so that its replay is still recognised.
+Keys (written while the sensor's location's messages are processed, so in that location's changelog partition):
+`"{sensor}"`, the *main entry*: `newest` (epoch of the newest accepted time), `hours` and `recent` (live NowCast
+hours, stuck-check values), `past` (the same for history older than the live window), `oldest` (the oldest hour
+that may have a bucket); and `"{sensor}/{hour}"` (hour = epoch // 3600), one *bucket* per sensor-hour with accepted
+values: `{"<second within the hour>": [[partition, offset, raw value], ...]}`, one item per revision, revision 0
+first. An item names the message accepted for that revision, so a replay of it is recognised. Exactly-once, sizes
+and expiry: docs/stream.md, step 5, and docs/output.md, "Exactly once".
 """
 
 from __future__ import annotations

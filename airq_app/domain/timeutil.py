@@ -1,15 +1,9 @@
 """UTC instants as airq reads and writes them: one parser, one format, one place that decides what is invalid.
 
-Every time airq handles is an ISO 8601 instant: OpenAQ sends `...Z`, `+00:00` or a local offset, messages on the
-topic carry whatever the poller (or anyone else) wrote, and the output always says `YYYY-MM-DDTHH:MM:SSZ`
-(seconds precision, fractions dropped). A naive time is taken as UTC.
-
-An instant that cannot be represented in UTC is invalid like any unparseable text: `9999-12-31T23:59:59-01:00`
-lies after `datetime.max` once converted, and `0001-01-01T00:00:00+01:00` before `datetime.min`; Python raises
-`OverflowError` for them, which is turned into `ValueError` here so that callers handle one exception.
-
-The string functions are cached: a poll cycle's measurements share a few dozen hours, and parsing and formatting
-cost more than the rest of a message's checks. Only short strings are cached (longer ones cannot be instants).
+Input is ISO 8601 (`...Z`, `+00:00` or a local offset; naive means UTC); output is always `YYYY-MM-DDTHH:MM:SSZ`
+(fractions dropped). An instant outside what UTC `datetime` represents (`9999-12-31T23:59:59-01:00`) is a
+`ValueError` like unparseable text. The string functions cache short strings: a cycle's measurements share a few
+dozen hours.
 """
 
 from __future__ import annotations

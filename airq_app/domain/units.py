@@ -1,21 +1,8 @@
 """Unit normalisation for OpenAQ measurements (pure, no I/O).
 
-Canonical units (the `value`/`unit` fields of every output line, see README "Output"):
-
-* particle mass (`pm1`, `pm25`, `pm4`, `pm10`, `bc`): `µg/m³` (U+00B5);
-* `o3`, `co`: `ppm`;
-* `no2`, `so2`: `ppb`.
-
-Gases are converted between volume mixing ratio and mass concentration at 25 °C and 1 atm, where one mole of an
-ideal gas occupies 24.45 L (`µg/m³ = ppb × MW / 24.45`). EEA data are stated at 20 °C; using 24.45 everywhere
-makes such values at most about 1.7 % off, which is accepted and documented here.
-
-Arithmetic runs in `decimal.Decimal` parsed from `str(value)`, and converted results are rounded to 9 significant
-digits: a later truncation to the AQI table precision must not lose a step to a binary artefact such as
-`0.07099999999` (EPA truncates AQI inputs to a fixed precision, so 0.071 ppm must not become 0.070).
-
-Any parameter not in the sets above (temperature, `relativehumidity`, particle counts such as `um003`, `no`, ...)
-passes through unchanged.
+Particles to `µg/m³` (U+00B5), `o3` and `co` to `ppm`, `no2` and `so2` to `ppb`, gases converted at 25 °C
+(`µg/m³ = ppb × MW / 24.45`) in `Decimal` rounded to 9 significant digits; other parameters pass through. The
+rules and why: docs/stream.md, step 3 (Normalise).
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Parsing and validating raw messages from `air_quality_telematics` (pure; no I/O).
 
-A message the stream cannot use raises `InvalidMessage` with a short reason (`category: detail`, the category
-being `empty_message`, `not_json`, `wrong_schema`, `bad_coordinates` or `bad_datetime`); the agent dead-letters it.
-The fields and their types are the `Measurement` record's (`airq_app.domain.measurement`), turned once, at import,
-into the tables checked here: a plain dict per measurement is checked, no record is built (this is the stream's
-hot path). Times are read by `airq_app.domain.timeutil`: an instant that cannot be represented in UTC is a
-`bad_datetime`. The optional `backfill` (true on history sent by `airq_app.backfill`) must be a boolean; it is
-False when absent.
-
-A checked measurement holds every field of the record (None where absent), `backfill`, `datetime_utc` normalised
-to `YYYY-MM-DDTHH:MM:SSZ`, and `epoch`: the same instant in whole seconds since 1970-01-01T00:00:00Z. The time is
-parsed here once; every later step (the sensor's state, the filters, the hourly window) uses `epoch` and none
-reads the text again.
+An unusable message raises `InvalidMessage` (`category: detail`: `empty_message`, `not_json`, `wrong_schema`,
+`bad_coordinates`, `bad_datetime`), which the agent dead-letters. Plain dicts are checked against tables built once
+from the `Measurement` record (the hot path builds no record); `backfill` must be a boolean (False when absent). A
+checked measurement carries `datetime_utc` as `...Z` and `epoch`, so no later step parses the time again.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ the member that holds its partition is the poller. Kafka's group protocol does t
 stops cleanly it leaves the group and another member takes over at once; when it dies (SIGKILL, a lost machine)
 its session expires after `session_timeout_s` and the partition moves. This is independent of the processing
 group's leader, so a processing-only worker can never end up as the only candidate, and ingest-only workers
-never join the processing group (they have no tables, and their presence there broke its assignment).
+never join the processing group (they have no tables, and a member without them makes the leader compute an
+assignment the others refuse).
 
 Each member's client id carries its web URL, so any worker can tell which one polls now (`current_poller`).
 """

@@ -1,14 +1,10 @@
 """Each sensor's ingest progress: the newest hour Kafka acknowledged, and the hours still missing before it.
 
-Pure bookkeeping, no I/O: the poller (`airq_app.ingest.poller`) feeds it what /latest shows and what Kafka
-acknowledged, and asks it which hours to fetch; `airq_app.ingest.progress` keeps it in a compacted topic.
-
-Hours are whole epoch hours of a value's period end (`datetime_utc // 3600`). An hour is *open* when it lies
-between two hours the sensor is known to have (any hour between `newest` and a newer /latest value, so a jump of
-two hours opens one), when its send was not acknowledged, or, on a sensor's first sighting, when it lies within
-`first_sight_lookback_hours` before it. An open hour closes when a value for it is acknowledged. An hour asked for
-and not answered (the value was not uploaded yet) is asked again after a back-off; one older than the look-back
-is given up and counted, never dropped silently.
+Pure bookkeeping: the poller feeds it what /latest shows and what Kafka acknowledged and asks which hours to fetch;
+`airq_app.ingest.progress` keeps it in Kafka. Hours are epoch hours of a value's period end. An hour is *open*
+between two known hours, when its send was not acknowledged, or within `first_sight_lookback_hours` of a first
+sighting; it closes when a value is acknowledged, is asked again after a back-off, and is given up (and counted)
+past the look-back. docs/workers.md, "How the poller finds every hour".
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """The poller: sends every OpenAQ measurement to `air_quality_telematics`, on the one worker elected to poll.
 
-Each cycle (never two at once): refresh the location metadata when it is older than
-`openaq.locations_refresh_hours` (a cache on disk; a failed refresh keeps the cached index), then page through
-`/v3/parameters/{id}/latest` for every configured parameter and send its measurements at once: one message per
-location (a JSON list of its measurements), keyed by location id. Then catch up: the hours each sensor is missing
-(`airq_app.ingest.gaps`) are fetched from `/v3/sensors/{id}/hours`, oldest first, and each sensor's are sent as
-soon as they arrive. A failed page is logged and counted, and asked again next cycle.
-
-Progress (each sensor's newest acknowledged hour and its missing hours) moves only when Kafka acknowledged a send,
-and lives in a compacted topic (`airq_app.ingest.progress`) read each time this worker becomes the poller.
-
-Catch-up spends what the `/latest` listings leave of the request budget: per hour, `requests_per_hour` less what the
-listings take in an hour; per minute, what the listings of the next cycle need stays free; and it never waits for
-the budget (an empty minute ends it until the next cycle). The client's budget and the server's
-`x-ratelimit-*` headers bound every request on top of that.
-
-One `Poller` per ingest-capable worker, built at start; `tick()` runs every second and polls only while this
-worker holds the poller election (`airq_app.ingest.election`).
+Each cycle refreshes the cached location metadata when due, sends the `/latest` listings (one message per location,
+keyed by location id), then catches up the hours `airq_app.ingest.gaps` says are missing, on what the listings leave
+of the request budget; progress moves only on Kafka's acknowledgement (`airq_app.ingest.progress`). How and why:
+docs/workers.md, "How the poller finds every hour". `tick()` runs every second and polls only while this worker
+holds the election (`airq_app.ingest.election`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
 """How many copies airq's topics should have, and whether they have them.
 
-The automatic factor is `min(3, brokers)`. Counted from the live brokers of one metadata snapshot, a first start
-while part of the cluster is down would create topics with fewer copies, and they would keep that number for good.
-So the cluster's size is read from everything that shows it:
-
-- the brokers the metadata lists, and which of them answer this worker (a KRaft cluster that lost its controller
-  quorum still lists the brokers it cannot reach; a fenced broker is no longer listed);
-- the copies airq's existing topics already have (a cluster that gave them 3 copies had 3 brokers);
-- the number of servers `AIRQ_BROKER` names: a hint only (it may name an old server, or aliases of one), so it
-  delays the first creation by at most `BOOTSTRAP_GRACE_S` and then gives a loud warning, never an endless wait.
-
-`AIRQ_KAFKA_REPLICATION_FACTOR` (or `kafka.replication_factor`), when set, is the target: topics are created only
-once that many brokers answer. Whatever the target, a topic with fewer copies is a readiness problem.
+The automatic factor is `min(3, brokers)`, with the cluster's size read from everything that shows it, so a first
+start while part of the cluster is down does not create topics with fewer copies for good:
+- the brokers the metadata lists and which of them answer (a KRaft cluster without its controller quorum still
+  lists unreachable brokers; a fenced broker is not listed);
+- the copies airq's existing topics already have;
+- the servers `AIRQ_BROKER` names: a hint only, delaying the first creation by at most `BOOTSTRAP_GRACE_S`.
+`AIRQ_KAFKA_REPLICATION_FACTOR` (`kafka.replication_factor`), when set, is the target: topics are created only once
+that many brokers answer. A topic with fewer copies than the target is a readiness problem.
 """
 
 from __future__ import annotations

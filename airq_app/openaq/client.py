@@ -1,18 +1,11 @@
 """Blocking OpenAQ v3 client (run it in a worker thread): retries, a client-side rate budget, paging, and limits
 on what a server may make it do.
 
-Facts it relies on (https://docs.openaq.org/using-the-api/rate-limits, https://docs.openaq.org/errors/about):
-* every response is `{"meta": {...}, "results": [...]}`; `meta.found` may be an int, a string like ">1000" or
-  null, so paging stops at the first short page instead;
-* 408 and 5xx are transient; 401/403/404/422 are not worth retrying; 429 carries the `x-ratelimit-*` headers.
-
-A server is not trusted: bodies are read up to `max_body_bytes` (20 MB) and no further, a listing stops with an
-error after `max_pages` full pages (1000), a failed page of a `/latest` listing is skipped rather than losing the
-whole listing, and malformed rate-limit headers are ignored and counted.
-
-The API key is sent only as the `X-API-Key` header, stripped of surrounding whitespace (a key with a control
-character inside is refused). The text of any exception is scrubbed of every form of the key (`errors.scrub`)
-before it is logged, kept or put in a message, and no library exception is chained to the client's own.
+Per OpenAQ's docs (rate limits, errors): `meta.found` may be an int, ">1000" or null, so paging stops at the first
+short page; 408 and 5xx are retried, 401/403/404/422 not, 429 carries `x-ratelimit-*`. A server is not trusted:
+bodies stop at `max_body_bytes`, listings at `max_pages`, a failed `/latest` page is skipped, bad rate-limit
+headers are ignored and counted. The key goes only in `X-API-Key` and is scrubbed from every exception text
+(`errors.scrub`); no library exception is chained to the client's own.
 """
 
 from __future__ import annotations

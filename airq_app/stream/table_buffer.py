@@ -1,24 +1,13 @@
 """A table's writes held in memory and delivered together: the changelog in batches, then RocksDB in one write.
 
-Faust's `table[key] = value` writes RocksDB at once and sends one changelog message through its producer path
-(a `FutureMessage`, an aiokafka future, a callback that writes the persisted offset to RocksDB again); py-spy put
-those at a third of a worker's time, two of them per measurement. Here a write is a dict assignment; `deliver()`
-(run before any output file is finished, see `airq_app.stream.processor`) sends each changed key once, in one
-aiokafka record batch per partition and size, waits until Kafka has them, and only then writes them to the
-partition's RocksDB with the changelog offset in the same atomic write batch, as Faust's recovery expects.
-
-What stays Faust's: the table, its RocksDB partitions, its changelog topic and format (same keys, same values),
-recovery and standbys. Reads see undelivered values first. A value that never reached Kafka is never in RocksDB and
-never behind a finished file: its messages are not acknowledged, so they are processed again after a crash, and a
-failed delivery keeps the values for the next attempt (the sink reports the output as not durable meanwhile).
-
-A message's writes apply together or not at all: `begin` stages them, `commit` makes them pending (the stream commits
-when the message's records are accepted by the sink), `rollback` forgets them (the message failed part-way, or its
-partition was revoked while it waited: its next owner processes it again). Nothing reaches a partition's pending
-writes after `discard`, so a changelog partition this worker no longer owns never receives a late value.
-
-Values are JSON objects held as Python dicts while pending (`airq_app.stream.table_values` has the bytes form):
-the writer must not change a dict after handing it over, and readers must not change what `get` returns.
+Why: Faust's `table[key] = value` writes RocksDB and sends one changelog message per write, a third of a worker's
+time (docs/performance.md, step 1). Here a write is a dict assignment; `deliver()` (before any file is finished)
+sends each changed key once in aiokafka record batches and, once Kafka has them, writes them to RocksDB with the
+changelog offset in one atomic batch, as Faust's recovery expects; the table, changelog format, recovery and
+standbys stay Faust's. Reads see undelivered values first; a value Kafka did not take stays for the next attempt.
+`begin`/`commit`/`rollback` apply a message's writes together or not at all; nothing reaches a partition after
+`discard`. Pending values are dicts (`airq_app.stream.table_values` has the bytes): neither writer nor readers
+change them.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Location lookups and the dashboard's overview, answered by any processing worker.
 
-`/airq/locations/{id}`: answered here when this worker holds the location (its partition active or standby, or
-a summary not yet flushed), else forwarded to the worker the assignment names for the location's partition. The
-partition is the one the measurements topic puts the location on: the poller keys messages by the location id's
-bytes, and Faust's own `table_route` would hash the table's JSON-encoded key instead (another partition, so
-another worker, which answered 404).
-
-`/airq/api/overview`: this worker's locations plus those of the peers named in the assignment; a peer is asked
-only when its host is allowed (the settings' `web.peer_hosts`: `AIRQ_PEER_HOSTS`, default this worker's host and
-loopback), so a group member cannot make it fetch arbitrary URLs. A forwarded request carries no header of the
-original: a request to a peer carries this worker's own web token (`AIRQ_WEB_TOKEN`, the same for every worker of
-a deployment).
+`/airq/locations/{id}` is answered here when this worker holds the location, else forwarded to the owner of the
+partition the poller's key (the location id's bytes) puts it on; Faust's `table_route` hashes the JSON-encoded table
+key instead, which names another worker. `/airq/api/overview` asks only peers whose host `web.peer_hosts` allows (no
+arbitrary URLs); a forwarded request carries none of the original's headers, only this worker's own web token.
 """
 
 from __future__ import annotations

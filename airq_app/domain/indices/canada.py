@@ -1,15 +1,7 @@
 """Canada's Air Quality Health Index (index id `CA`): a formula over three 3-hour means, not a breakpoint table.
 
-Health Canada's formula (Stieb et al., JAWMA 58:435, 2008; the AQI Hub's Canada page):
-
-    AQHI = (1000 / 10.4) × [(e^(0.000871 × NO2) − 1) + (e^(0.000537 × O3) − 1) + (e^(0.000487 × PM2.5) − 1)]
-
-with NO2 and O3 in ppb and PM2.5 in µg/m³, each a 3-hour mean, rounded to the nearest whole number (half up). The
-scale starts at 1: a rounded 0 (clean air) is reported as 1. Categories: Low 1–3, Moderate 4–6, High 7–10,
-Very High above 10, with one colour per value (1 … 10, 10+) from the Canadian scale.
-
-A pollutant on its own (`term`, `sub_index`) is its share of the sum, i.e. the AQHI that pollutant alone would give;
-the location's AQHI needs all three means (`aqhi`).
+`aqhi` applies Health Canada's formula and needs all three means; `term` and `sub_index` give one pollutant's share.
+The formula, its units, rounding, categories and colours: docs/indices.md, "Canada's AQHI".
 """
 
 from __future__ import annotations

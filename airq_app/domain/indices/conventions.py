@@ -1,15 +1,9 @@
 """What the breakpoint tables do not say: names, per-index conventions, corrections and country defaults.
 
-The AQI Hub CSVs hold bands, not methods. Each index's method (as its method page on the AQI Hub, or the agency
-document behind it, states it) decides how a concentration is prepared and what happens at the edges of the table;
-those decisions live here as data so that the calculator stays generic. `docs/indices.md` explains every entry.
-
-* `CONVENTIONS`: rounding of the concentration, which band a shared edge belongs to, behaviour above the top band,
-  concentration ceilings beyond which an averaging period is not used, and closing points for open top bands.
-* `CORRECTIONS`: evident errors in the files (a typo, a wrong unit, the UK's 15-minute period written as 15 hours).
-  A correction names the value it replaces and applies only while the file still holds that value, so a fixed
-  upstream file is used as it is.
-* `INDEX_NAMES`, `COUNTRY_DEFAULTS`, `EU_MEMBERS`: what a location is scored with.
+The tables hold bands, not methods; each index's method decides how a concentration is prepared and what happens at
+the table's edges, kept here as data so the calculator stays generic: `CONVENTIONS` (rounding, shared edges, the
+top, ceilings), `CORRECTIONS` (evident errors, applied only while the file still holds the value they replace),
+`INDEX_NAMES`, `COUNTRY_DEFAULTS`, `EU_MEMBERS`. docs/indices.md explains every entry.
 """
 
 from __future__ import annotations

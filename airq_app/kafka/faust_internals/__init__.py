@@ -7,9 +7,8 @@ module per thing patched; each module's docstring lists the internals it uses.
 - `tables`: the table manager and its changelog queue.
 - `monitor`: the monitor without per-message statistics.
 
-The code is written against `PINNED_VERSIONS`. `tests/unit/test_faust_internals.py` fails when another version is
-installed, and when the source of an upstream object a patch overrides, copies or relies on has changed (it names
-the patch to re-read). The names the app uses are re-exported here: `faust_internals.X`.
+Written against `PINNED_VERSIONS`: `tests/unit/test_faust_internals.py` fails on another version or a changed
+upstream object (naming the patch to re-read). The names the app uses are re-exported here.
 """
 
 from __future__ import annotations
