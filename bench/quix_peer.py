@@ -3,7 +3,8 @@
 It is written as a user of Quix Streams would write it, with its defaults: a confluent-kafka consumer, the
 sensor's state in Quix's RocksDB store (with its own changelog topic), a `BatchingSink` appending JSON Lines per
 partition, at-least-once, a checkpoint every 5 s. Per message it calls airq's own `parse_message` and
-`processing.decide` (per measurement), exactly as the hand-written baseline does, so that only the framework differs.
+`airq_app.domain.decide.decide` (per measurement), exactly as the hand-written baseline does, so that only the
+framework differs.
 
 State in Quix is scoped by the message key, which is the location; a sensor belongs to one location, so the
 sensor's history is kept under the sensor id inside its location's scope, without a repartition.
@@ -38,7 +39,7 @@ def handle(
 ) -> list[dict[str, Any]]:
     """The records to write for one raw message (a measurement or a location's list of them), skipping invalid,
     duplicate and filtered ones; updates each sensor's state (its main entry and the bucket of the measurement's
-    hour, `airq_app.dedup`) as `processing.decide_in` does."""
+    hour, `airq_app.domain.dedup`) as `airq_app.domain.decide.decide_in` does."""
     when = now or datetime.now(UTC)
     out: list[dict[str, Any]] = []
     for m in measurements_of(value):

@@ -5,7 +5,7 @@ N realistic raw measurements (a share of them repeats), one message per location
 1. one airq worker (`faust -A airq_app worker`, a subprocess) runs until every distinct measurement is in
    finished files: measurements per second from its start, and its peak RSS;
 2. the baseline: one aiokafka consumer, batches of up to 2,000, the same pure functions (`parse_message`,
-   `processing.decide`), the same per-sensor state in RocksDB (rocksdict), JSON Lines written per partition and
+   `airq_app.domain.decide`), the same per-sensor state in RocksDB (rocksdict), JSON Lines written per partition and
    renamed when done, offsets committed after the write; measured the same way, in its own process;
 3. the same job in Quix Streams (`bench/quix_peer.py`), on the baseline's topic, in its own process; its files
    are checked record by record against the baseline's.
@@ -154,8 +154,8 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
 
 def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> list[dict[str, Any]]:
     """The baseline's work on one message: the records to write. `db` maps state keys (the sensor's main entry,
-    its hour buckets: `airq_app.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
-    `decide` is called as `processing.decide_in` calls it, for each measurement of the message."""
+    its hour buckets: `airq_app.domain.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
+    `decide` is called as `airq_app.domain.decide.decide_in` calls it, for each measurement of the message."""
     from airq_app.domain import dedup
     from airq_app.domain.decide import decide
     from airq_app.domain.timeutil import utc_seconds
