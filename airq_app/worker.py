@@ -1,11 +1,8 @@
 """One worker, wired: the app, and what runs on it for this worker's role. `faust -A airq_app worker` starts here.
 
 `build(settings)` makes every object the worker is made of (the status, the stream with its sink, cursor and
-summaries, the poller and its election) and registers agents, timers, views and start/stop hooks on the app:
-
-- `all`: processing group member (agent, tables) and poller candidate;
-- `process`: processing group member only;
-- `ingest`: poller candidate only, in a Faust group of its own (`<id>-ingest`), with no tables.
+summaries, the poller and its election) and registers agents, timers, views and start/stop hooks on the app for
+the role `all`, `process` or `ingest` (docs/workers.md, "Roles").
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """One backfill: which locations and days, fetched from a source and sent to `air_quality_telematics`.
 
-The unit of work is a (location, UTC day). Units are fetched `LANES` locations at a time, each location's days in
-order (so a backfilled value's NowCast is computed from the hours sent before it), and every measurement is sent
-as the poller sends it (`Measurement` fields, keyed by location id) plus `"backfill": true`, which exempts it
-from `filters.max_age_hours` in the stream. A unit counts as finished once the broker acknowledged all its
-messages; only then is it written to the progress file, so a run stopped at any point (Ctrl-C, SIGKILL) resumes
-with the units it had not finished. Whatever is sent twice is de-duplicated by the stream.
+The unit of work is a (location, UTC day); `LANES` locations at a time, each location's days in order (so a value's
+NowCast comes from the hours sent before it), each measurement sent as the poller sends it plus `"backfill": true`.
+A unit is written to the progress file only once the broker acknowledged all its messages, so a stopped run resumes
+with the units it had not finished; repeats are de-duplicated by the stream (docs/output.md, "Backfill").
 """
 
 from __future__ import annotations

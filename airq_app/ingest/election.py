@@ -1,14 +1,9 @@
 """Which worker polls: exactly one among the ingest-capable workers (`AIRQ_ROLE` `all` or `ingest`).
 
-Every such worker joins the consumer group `<app id>-poller` on the one-partition topic `airq_poller_election`;
-the member that holds its partition is the poller. Kafka's group protocol does the rest: when the polling worker
-stops cleanly it leaves the group and another member takes over at once; when it dies (SIGKILL, a lost machine)
-its session expires after `session_timeout_s` and the partition moves. This is independent of the processing
-group's leader, so a processing-only worker can never end up as the only candidate, and ingest-only workers
-never join the processing group (they have no tables, and a member without them makes the leader compute an
-assignment the others refuse).
-
-Each member's client id carries its web URL, so any worker can tell which one polls now (`current_poller`).
+Every such worker joins the consumer group `<app id>-poller` on the one-partition topic `airq_poller_election`; the
+member holding its partition polls, and Kafka's group protocol moves it on a clean stop or an expired session. It is
+independent of the processing group (docs/workers.md, "Roles"). Each member's client id carries its web URL, so any
+worker can tell which one polls now (`current_poller`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The ingest progress in Kafka: a compacted topic keyed by sensor id, shared by every ingest-capable worker.
 
-The poller writes a sensor's record (`gaps.SensorProgress`) only after Kafka acknowledged the measurements it
-describes, and reads the whole topic each time this worker becomes the poller. A poller that takes over, restarts
-or runs on another machine so continues where the last one's acknowledged sends ended; nothing is kept on a disk.
-The key `given-up` holds the count and days of hours given up (`gaps.GivenUp`).
-
-A record written late by a poller that lost its election (a paused process) is still true of what Kafka holds; at
-worst the next poller asks again for hours that were sent, and the stream drops the repeats.
+A sensor's record (`gaps.SensorProgress`) is written only after Kafka acknowledged what it describes and read in full
+whenever this worker becomes the poller; the key `given-up` holds the hours given up (`gaps.GivenUp`). A late record
+from a poller that lost its election is still true of Kafka: at worst hours are asked again and the stream drops
+the repeats.
 """
 
 from __future__ import annotations

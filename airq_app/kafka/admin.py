@@ -1,12 +1,10 @@
 """Kafka administration: wait for the cluster instead of crashing, create every topic airq uses, and keep checking.
 
-Faust stops the worker when the first bootstrap fails; a worker started before its broker, during a broker restart,
-or with credentials the cluster refuses should instead say in one line what it waits for and keep retrying with
-backoff, answering health and readiness (503 with that line) meanwhile. Topics are created here, not by the broker's
-defaults: `min(3, brokers)` copies and `min.insync.replicas = min(2, copies)` unless configured, so that one lost
-broker loses no acknowledged write and stops no writer. How many brokers that is, and when creating must wait for
-more, is decided in `airq_app.kafka.replication`; a topic with fewer copies than the target is a readiness problem
-(`ReplicationCheck`). Every client opened here uses the worker's `KafkaSecurity`.
+Faust stops the worker when the first bootstrap fails; here a worker waits, retrying with backoff, says in one line
+what it waits for and answers health and readiness meanwhile. Topics get `min(3, brokers)` copies (see
+`airq_app.kafka.replication`) and `min.insync.replicas = min(2, copies)` unless configured, so one lost broker loses
+no acknowledged write and stops no writer; too few copies is a readiness problem (`ReplicationCheck`). Every client
+uses the worker's `KafkaSecurity`.
 """
 
 from __future__ import annotations

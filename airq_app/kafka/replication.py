@@ -6,8 +6,8 @@ start while part of the cluster is down does not create topics with fewer copies
   lists unreachable brokers; a fenced broker is not listed);
 - the copies airq's existing topics already have;
 - the servers `AIRQ_BROKER` names: a hint only, delaying the first creation by at most `BOOTSTRAP_GRACE_S`.
-`AIRQ_KAFKA_REPLICATION_FACTOR` (`kafka.replication_factor`), when set, is the target: topics are created only once
-that many brokers answer. A topic with fewer copies than the target is a readiness problem.
+A configured `kafka.replication_factor` is the target instead: topics wait for that many brokers. Fewer copies
+than the target is a readiness problem.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Bring a newly owned partition's tables up to its changelogs' end before the stream uses them.
 
-Faust recovers a table partition from its changelog when the partition is assigned. The partition's previous owner
-may still write to that changelog afterwards: a worker paused for longer than the session timeout (a long garbage
-collection, a frozen VM) keeps the partition's output lock, and on waking finishes its open files, delivering the
-state behind them, before it lets the lock go. The new owner takes the lock only then, so whatever it must know is
-in the changelog by that time; this reads the changelog from where the local store ends (Faust's persisted offset)
-to its end, and writes it to RocksDB with the offset it reached, as Faust's recovery does. Usually there is nothing
-to read, found with one ListOffsets request.
+A paused previous owner (longer than the session timeout) still holds the partition's output lock and, on waking,
+delivers the state behind its open files before letting the lock go; so once the new owner has the lock, this reads
+the changelog from Faust's persisted offset to its end and writes it to RocksDB with that offset, as Faust's recovery
+does. Usually there is nothing to read (one ListOffsets request).
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""Changelog delivery of tables written through Faust (location summaries): an update that never reached Kafka must
-hold its file back. (The sensor state has its own delivery, `airq_app.stream.table_buffer`.)
+"""Changelog delivery of tables written through Faust: an update that never reached Kafka must hold its file back.
 
-Faust sends table updates to their changelog in the background and only logs a failed send; its producer flush
-does not raise. A file finished (and its messages acknowledged) while the update that marks them as seen was lost
-would let a later repeat through after a failover. `ChangelogDelivery` is a Faust sensor that records every failed
-changelog send, and `resolve()`, run before a file is finished, sends the current value of each such key again;
-until that succeeds the sink keeps the file open and reports the output as not durable.
+For the location summaries (the sensor state has `airq_app.stream.table_buffer`). Faust only logs a failed changelog
+send, and a file finished while the update marking its messages as seen was lost would let a later repeat through
+after a failover. `ChangelogDelivery`, a Faust sensor, records failed sends; `resolve()`, run before a file is
+finished, sends each such key's current value again, and until then the sink keeps the file open (not durable).
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """The stream agent: wires the topic, the tables, the pure processing and the sink together.
 
-Acknowledgement order (what makes the files exactly-once): the tables are updated while the event is
-processed (the sensor state in memory, `TableBuffer`), the record goes to the sink, the table updates are
-delivered to their changelogs (then RocksDB) before the file is finished (renamed and fsynced), and the event
-is acknowledged only then. Faust commits only acknowledged offsets, so a crash replays every message whose output
-was not durable; `airq_app.domain.decide` writes those again and drops real repeats.
-
-One `StreamProcessor` is built per worker (`airq_app.worker`); it owns the per-partition state (the sink's open
-files, the partition cursor, the pending location summaries) and opens and closes it with the assignment.
+Order that makes the files exactly-once: table updates are held while the event is processed (`TableBuffer`), the
+record goes to the sink, the updates reach their changelogs (then RocksDB) before the file is finished, and only then
+is the event acknowledged, so a crash replays exactly the messages whose output was not durable. One
+`StreamProcessor` per worker owns the per-partition state (open files, cursor, pending location summaries).
 """
 
 from __future__ import annotations

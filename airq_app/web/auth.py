@@ -1,13 +1,9 @@
 """The web token (`AIRQ_WEB_TOKEN`): when set, every endpoint but /airq/health answers 401 without it.
 
-One aiohttp middleware on the worker's web application checks every request, so a route added later is covered
-without a word. The token comes as `Authorization: Bearer <token>` or `X-API-Key: <token>` (what OpenAQ clients
-send) and is compared in constant time.
-
-A browser cannot add a header to a page it navigates to, so the dashboard signs in once: the 401 of `/airq/` to a
-browser is a sign-in page, which posts the token to `/airq/login` in the `Authorization` header and receives a
-session cookie (HttpOnly, SameSite=Strict, 12 hours): an expiry and its HMAC under the token, never the token itself.
-The cookie is taken for GET requests only, so it cannot sign in again, and another token ends every session.
+One middleware checks every request (a route added later is covered): `Authorization: Bearer <token>` or
+`X-API-Key: <token>`, compared in constant time. A browser cannot add a header when it navigates, so the dashboard
+signs in once (`/airq/login`) for a session cookie (HttpOnly, SameSite=Strict, 12 hours: an expiry and its HMAC under
+the token), taken for GET only; another token ends every session. docs/operations.md, "Web token".
 """
 
 from __future__ import annotations
