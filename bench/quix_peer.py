@@ -27,6 +27,7 @@ from quixstreams.sinks import BatchingSink, SinkBatch
 from airq_app.domain import dedup
 from airq_app.domain.decide import decide
 from airq_app.domain.filters import FilterConfig
+from airq_app.domain.record import OutputRecord
 from airq_app.domain.timeutil import utc_seconds
 from bench.job import RETENTION_S, measurements_of
 
@@ -36,12 +37,12 @@ VOLATILE = ("processed_at",)  # fields that differ between two correct runs
 
 def handle(
     value: bytes, state: State, source: dict[str, Any], cfg: FilterConfig = CONFIG, now: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[OutputRecord]:
     """The records to write for one raw message (a measurement or a location's list of them), skipping invalid,
     duplicate and filtered ones; updates each sensor's state (its main entry and the bucket of the measurement's
     hour, `airq_app.domain.dedup`) as `airq_app.domain.decide.decide_in` does."""
     when = now or datetime.now(UTC)
-    out: list[dict[str, Any]] = []
+    out: list[OutputRecord] = []
     for m in measurements_of(value):
         sensor = m["sensor_id"]
         bucket = state.get(dedup.bucket_key(sensor, dedup.hour_of(utc_seconds(m["datetime_utc"]))))
@@ -58,7 +59,7 @@ def handle(
     return out
 
 
-def process(value: bytes, state: State) -> list[dict[str, Any]]:
+def process(value: bytes, state: State) -> list[OutputRecord]:
     """`handle` as a stateful Quix function: the source position comes from Quix's message context."""
     ctx = message_context()
     return handle(value, state, {"topic": ctx.topic, "partition": ctx.partition, "offset": ctx.offset})

@@ -30,12 +30,15 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from airq_dev.harness import Pipeline, create_topic, delete_topics, measurement, produce, wait_for
 from bench.job import RETENTION_S, measurements_of
+
+if TYPE_CHECKING:
+    from airq_app.domain.record import OutputRecord
 
 
 def rss_mb(pid: int) -> float:
@@ -152,7 +155,7 @@ def _baseline_process(bootstrap: str, topic: str, out: str, distinct: int, resul
     result.update(asyncio.run(_baseline(bootstrap, topic, Path(out), distinct)))
 
 
-def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> list[dict[str, Any]]:
+def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: datetime) -> list[OutputRecord]:
     """The baseline's work on one message: the records to write. `db` maps state keys (the sensor's main entry,
     its hour buckets: `airq_app.domain.dedup`) as bytes to orjson values (a rocksdict `Rdict`, or a dict in tests);
     `decide` is called as `airq_app.domain.decide.decide_in` calls it, for each measurement of the message."""
@@ -160,7 +163,7 @@ def baseline_step(db: Any, value: bytes, source: dict[str, Any], cfg: Any, now: 
     from airq_app.domain.decide import decide
     from airq_app.domain.timeutil import utc_seconds
 
-    out: list[dict[str, Any]] = []
+    out: list[OutputRecord] = []
     for m in measurements_of(value):
         sensor = m["sensor_id"]
         raw = db.get(str(sensor).encode())

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from airq_app.domain import dedup, filters, scoring, units
+from airq_app.domain.record import OutputRecord
 
 STUCK_WINDOW = 24  # recent values kept per sensor for the stuck check
 LIVE_WINDOW_S = 24 * 3600  # values this far behind the sensor's newest one feed its live hours; older ones `past`
@@ -23,7 +24,7 @@ LIVE_WINDOW_S = 24 * 3600  # values this far behind the sensor's newest one feed
 class Decision:
     outcome: str  # "write", "duplicate" or "filtered"
     reason: str | None = None  # filter reason
-    record: dict[str, Any] | None = None
+    record: OutputRecord | None = None
     history: dict[str, Any] | None = None  # new main entry of the sensor (None: unchanged)
     # Every `sensor_history` key to write: the main entry, the bucket, and expired buckets (None: delete if present).
     writes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
@@ -148,7 +149,7 @@ def decide_in(
     return d
 
 
-def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any] | None:
+def location_summary(current: dict[str, Any] | None, record: OutputRecord) -> dict[str, Any] | None:
     """Merge a written record into its location's latest-values entry; None when it is not newer.
 
     Per parameter: the latest value, its US AQI and its national sub-index (`local_index`); for the location: the
@@ -157,12 +158,12 @@ def location_summary(current: dict[str, Any] | None, record: dict[str, Any]) -> 
     return merge_location(current, (record,))
 
 
-def merge_location(current: dict[str, Any] | None, records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+def merge_location(current: dict[str, Any] | None, records: Iterable[OutputRecord]) -> dict[str, Any] | None:
     """`location_summary` of several records of one location at once (one message's): the same entry as merging
     them one by one, with the location's figures computed once; None when none is newer than what `current` shows.
     """
     params: dict[str, Any] = (current or {}).get("parameters", {})
-    newest: dict[str, Any] | None = None
+    newest: OutputRecord | None = None
     for record in records:
         shown = params.get(record["parameter"])
         if shown is not None and shown["datetime_utc"] > record["datetime_utc"]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from airq_app.domain import aqi as aqi_mod
 from airq_app.domain import indices, units
+from airq_app.domain.record import OutputRecord
 from airq_app.domain.timeutil import format_epoch, format_utc, utc_seconds
 
 PM = ("pm25", "pm10")
@@ -195,7 +196,7 @@ def shape_record(
     nowcast: float | None = None,
     processed_at: datetime | None = None,
     local_index: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> OutputRecord:
     """One output line (the fields the README lists under Output) from measurement `m` (a `Measurement` as
     `validation.parse_message` returns it: `datetime_utc` already normalised) and its normalised value.
 

@@ -23,6 +23,7 @@ from orjson import OPT_APPEND_NEWLINE, dumps
 from airq_app.application import AirqApp
 from airq_app.domain.decide import decide, merge_location
 from airq_app.domain.filters import FilterConfig
+from airq_app.domain.record import OutputRecord
 from airq_app.domain.validation import InvalidMessage, parse_message
 from airq_app.kafka import faust_internals
 from airq_app.kafka.topics import Topics
@@ -234,7 +235,7 @@ class StreamProcessor:
         msg = event.message
         status = self.status
         source = {"topic": msg.topic, "partition": partition, "offset": offset}
-        records: list[dict[str, Any]] = []
+        records: list[OutputRecord] = []
         in_message: set[tuple[int, str]] = set()
         now = datetime.now(UTC)
         location_key: int | None = None  # the location id the message's key names, once one matched
@@ -289,7 +290,7 @@ class StreamProcessor:
 
     def decide_one(
         self, m: dict[str, Any], source: dict[str, Any], partition: int, now: datetime
-    ) -> dict[str, Any] | None:
+    ) -> OutputRecord | None:
         """Decide one measurement against its sensor's state and write the state; the record to write, or None."""
         status = self.status
         history, bucket = sensor_state.load(self.history, partition, m)
@@ -308,7 +309,7 @@ class StreamProcessor:
             status.inc("flagged")
         return decision.record
 
-    def summary_of(self, records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    def summary_of(self, records: list[OutputRecord]) -> tuple[str, dict[str, Any]] | None:
         """A message's records (one location's) merged into the location's summary: (key, summary), or None when
         nothing is newer than the summary shows (backfilled values)."""
         loc = str(records[0]["location_id"])

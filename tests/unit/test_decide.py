@@ -12,6 +12,7 @@ import pytest
 from airq_app.domain.decide import Decision, decide, decide_in, location_summary, merge_location
 from airq_app.domain.dedup import GRACE_S, MAX_REVISIONS, bucket_key
 from airq_app.domain.filters import FilterConfig
+from airq_app.domain.record import OutputRecord
 from airq_app.domain.validation import parse_measurement
 from airq_dev.harness import encode, measurement
 
@@ -26,7 +27,7 @@ def m(sensor: int = 71, hour: str = "2026-11-24T12:00:00Z", **kw: Any) -> dict:
     return parse_measurement(encode(measurement(sensor, hour, **kw))[1])
 
 
-def rec(d: Decision) -> dict[str, Any]:
+def rec(d: Decision) -> OutputRecord:
     """The record of a write (only writes have one)."""
     assert d.record is not None, d
     return d.record

@@ -41,7 +41,7 @@ def test_overrides_reach_the_records(tmp_path: Path) -> None:
     src = {"topic": "t", "partition": 0, "offset": 0}
     now = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
     br = decide({**m, "country": "BR"}, src, None, rules, 3600.0, now).record
-    assert br is not None
+    assert br is not None and br["local_index"] is not None
     assert br["local_index"]["index"] == "BR:São Paulo" and br["local_index"]["averaging_hours"] == 1
     fr = decide({**m, "country": "FR"}, src, None, rules, 3600.0, now).record
     assert fr is not None and fr["local_index"] is None

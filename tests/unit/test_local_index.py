@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,6 +16,7 @@ from airq_app.domain import indices
 from airq_app.domain.decide import decide, location_summary
 from airq_app.domain.filters import FilterConfig
 from airq_app.domain.indices import IndexConfig
+from airq_app.domain.record import OutputRecord
 from airq_app.domain.scoring import hourly_window, local_index, required_hours, running_means, score
 from airq_app.domain.timeutil import epoch_seconds, format_utc
 from airq_app.domain.validation import parse_measurement
@@ -59,7 +60,7 @@ def run(
     """Feed one sensor's hourly values (ending at END) through `decide`; the written records, oldest first."""
     cfg = cfg or FilterConfig()
     history = None
-    records = []
+    records: list[OutputRecord] = []
     n = len(values_oldest_first)
     for i, v in enumerate(values_oldest_first):
         if v is None:
@@ -70,7 +71,7 @@ def run(
         history = d.history
         assert d.record is not None
         records.append(d.record)
-    return records
+    return cast(list[dict[str, Any]], records)  # read freely, local_index included
 
 
 # -- running means and the 75 % rule --------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_local_index_helper_matches_the_engine() -> None:
 def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
     entry = None
     for r in records:
-        entry = location_summary(entry, r) or entry
+        entry = location_summary(entry, cast(OutputRecord, r)) or entry
     assert entry is not None
     return entry
 

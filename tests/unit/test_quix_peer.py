@@ -3,6 +3,7 @@ store, and the bench's output check tells a difference apart from a correct run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _without_volatile(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _without_volatile(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {k: v for k, v in orjson.loads(orjson.dumps(record)).items() if k not in quix_peer.VOLATILE}
         for record in records

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -61,9 +61,10 @@ CONTRACT_FIELDS: dict[str, type | tuple[type, ...]] = {
 def test_shape_record_fields_and_types():
     when = datetime(2025, 6, 1, 11, 30, tzinfo=UTC)
     rec = shape_record(raw(), 71.0, "ppb", (96, "Moderate"), "instant", SOURCE, ["stuck"], processed_at=when)
+    fields = cast(dict[str, Any], rec)  # looked up by name from the contract's table
     for name, kind in CONTRACT_FIELDS.items():
-        assert name in rec, name
-        assert isinstance(rec[name], kind), name
+        assert name in fields, name
+        assert isinstance(fields[name], kind), name
     assert rec["sensor_id"] == 100 and rec["location_id"] == 10
     assert rec["latitude"] == 40.0 and isinstance(rec["latitude"], float)
     assert rec["value"] == 71.0 and rec["unit"] == "ppb"
