@@ -30,8 +30,9 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from airq_dev.simulator.config import HOUR
+from airq_dev.simulator.model import Location, Sensor, dt_object, utc_str
 from airq_dev.simulator.state import SERVED_KEY, SIM_KEY, Handler, Simulator
-from airq_dev.simulator.world import Location, Sensor, World, dt_object, utc_str
+from airq_dev.simulator.world import World
 
 HEADER = ("location_id", "sensors_id", "location", "datetime", "lat", "lon", "parameter", "units", "value")
 ROUTE = "/records/csv.gz/locationid={location_id}/year={year}/month={month}/{filename}"

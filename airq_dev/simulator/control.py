@@ -12,9 +12,9 @@ import orjson
 from aiohttp import web
 
 from airq_dev.simulator.config import HOUR, RUNTIME_OPTIONS
+from airq_dev.simulator.model import utc_str
 from airq_dev.simulator.responses import json_response
 from airq_dev.simulator.state import SIM_KEY
-from airq_dev.simulator.world import utc_str
 
 # -- control endpoints ---------------------------------------------------------------------------------------------
 

@@ -15,10 +15,11 @@ from aiohttp import web
 
 from airq_app.openaq.catalogue import PARAMETERS, Parameter
 from airq_dev.simulator.config import HOUR
+from airq_dev.simulator.model import Location, Sensor, hour_to_dt, zone
 from airq_dev.simulator.quality import Flag
 from airq_dev.simulator.responses import META_BASE, ApiError, QueryError, json_response
 from airq_dev.simulator.state import SERVED_KEY, SIM_KEY
-from airq_dev.simulator.world import Location, Sensor, World, hour_to_dt, zone
+from airq_dev.simulator.world import World
 
 # -- query parsing -------------------------------------------------------------------------------------------------
 

@@ -16,13 +16,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from airq_dev.simulator.config import HOUR
-from airq_dev.simulator.world import dt_object_ts, sig3, uniform, utc_str
+from airq_dev.simulator.config import HOUR, WorldConfig
+from airq_dev.simulator.model import Location, Sensor, dt_object_ts, sig3, uniform, utc_str
 
-if TYPE_CHECKING:
-    from airq_dev.simulator.world import Location, Sensor, World
+
+class ValueSource(Protocol):
+    """What the faults need of the world (`world.World`): its config, locations, clock and clean values."""
+
+    config: WorldConfig
+    seed: int
+    locations: list[Location]
+
+    def clean_value(self, sensor: Sensor, hour: int) -> float: ...
+
+    def now(self) -> float: ...
+
 
 CYCLE_HOURS = 72  # one episode of each fault per chosen sensor or location and cycle
 SPIKE_BLOCK = 4  # a spike sits at position 1 or 2 of a 4-hour block: neighbours never spike, spike_rate <= 0.25
@@ -96,7 +106,7 @@ class Flag:
 class Quality:
     """The data-quality faults of a world, read from its config's rates at every call (they change at runtime)."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: ValueSource) -> None:
         self.world = world
         self.config = world.config
         self.seed = world.seed

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from airq_dev.simulator import HOUR, World, WorldConfig, config_from_args
+from airq_dev.simulator.model import Sensor, utc_str
 from airq_dev.simulator.quality import CYCLE_HOURS, FLAG_TYPES
 from airq_dev.simulator.runner import build_parser
-from airq_dev.simulator.world import Sensor, utc_str
 
 pytestmark = pytest.mark.unit
 
