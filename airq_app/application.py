@@ -7,7 +7,7 @@ imports none of its users.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -16,7 +16,6 @@ from faust.types import TransportT
 from airq_app.kafka import faust_internals
 from airq_app.kafka.admin import BrokerProbe, Replication, ReplicationCheck, TopicSpec, prepare_kafka
 from airq_app.settings import Settings
-from airq_app.web import auth
 
 log = logging.getLogger("airq")
 
@@ -32,9 +31,12 @@ class AirqApp(faust.App):
     while the consumer can still commit.
     """
 
-    def __init__(self, *args: Any, airq_settings: Settings, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args: Any, airq_settings: Settings, web_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, web_application_options=dict(web_options or {}), **kwargs)
         self.airq_settings = airq_settings
+        self.web_options = dict(web_options or {})  # the aiohttp application's options (the web token's check)
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         self.after_start: list[Callable[[], Awaitable[None]]] = []
         self.topic_specs: dict[str, TopicSpec] = {}
@@ -90,7 +92,7 @@ class AirqApp(faust.App):
             settings.kafka.security,
             settings.kafka.replication_factor,
             settings.kafka.min_insync_replicas,
-            web_options=auth.application_options(settings.web.token),
+            web_options=self.web_options,
         )
         # Readiness knows of too few copies from the start (ensure_topics logged them), not after the first check.
         self.replication_check.problems = list(replication.problems)
@@ -112,14 +114,18 @@ class AirqApp(faust.App):
             await hook()
 
 
-def create_app(settings: Settings) -> AirqApp:
-    """The app for these settings. A worker that only polls joins a group of its own (`<id>-ingest`): it has no
-    tables, and a member without them would make the processing group's leader compute a wrong assignment."""
+def create_app(settings: Settings, web_options: Mapping[str, Any] | None = None) -> AirqApp:
+    """The app for these settings; `web_options` are its aiohttp application's (the web token's middleware).
+
+    A worker that only polls joins a group of its own (`<id>-ingest`): it has no tables, and a member without them
+    would make the processing group's leader compute a wrong assignment.
+    """
     faust_internals.set_producer_buffer_limit()
     app_id = settings.app.id if settings.app.processes else f"{settings.app.id}-ingest"
     return AirqApp(
         app_id,
         airq_settings=settings,
+        web_options=web_options,
         version=1,
         origin="airq_app",
         autodiscover=False,
@@ -162,7 +168,5 @@ def create_app(settings: Settings) -> AirqApp:
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        # AIRQ_WEB_TOKEN, when set: one middleware in front of every route, /airq/health excepted.
-        web_application_options=auth.application_options(settings.web.token),
         logging_config=None,
     )

@@ -28,7 +28,7 @@ from airq_app.status import WorkerStatus
 from airq_app.stream import tables as tables_mod
 from airq_app.stream.catch_up import ChangelogCatchUp
 from airq_app.stream.processor import StreamProcessor
-from airq_app.web import locations, views
+from airq_app.web import auth, locations, views
 
 log = logging.getLogger("airq")
 
@@ -36,7 +36,8 @@ ELECTION_SESSION_TIMEOUT_S = 6.0  # the broker's smallest allowed session: a dea
 
 
 def build(settings: Settings) -> Runtime:
-    app = create_app(settings)
+    # AIRQ_WEB_TOKEN, when set: one middleware in front of every route, /airq/health excepted.
+    app = create_app(settings, auth.application_options(settings.web.token))
     names = topics_mod.TopicNames.with_prefix(settings.app.topic_prefix)
     topics = topics_mod.declare(app, names, settings.app.partitions)
     app.topic_specs.update(
